@@ -1,0 +1,37 @@
+# Two entry points (see README): `make repro` and `make test`.
+# Both build .venv from the pinned requirements.txt first; nothing else is needed
+# beyond Python 3.11, git and make. All data ships in the repository.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Stages run `python -m stages.X`: put the venv first so dvc finds its python.
+RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
+
+.PHONY: setup repro test bench lock clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required, found " + sys.version)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt
+	touch $@
+
+repro: setup
+	$(RUN) $(BIN)/dvc repro
+
+test: setup
+	$(RUN) $(BIN)/python -m pytest
+
+bench: setup
+	$(RUN) $(BIN)/python benchmarks/train_speed.py
+
+# Re-pin the full dependency tree after editing requirements.in.
+lock:
+	rm -rf /tmp/digits-lock && $(PYTHON) -m venv /tmp/digits-lock
+	/tmp/digits-lock/bin/pip install --quiet -r requirements.in
+	/tmp/digits-lock/bin/pip freeze --exclude-editable > requirements.txt
+
+clean:
+	rm -rf $(VENV) data/prepared models dvc_plots

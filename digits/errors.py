@@ -1,0 +1,34 @@
+"""The one exception type the pipeline reports to users.
+
+Every expected failure (bad params, a corrupt file, a diverged run) is raised
+as a ``PipelineError`` with a message that names what is wrong; the stages'
+entry point turns it into a single line on stderr and a non-zero exit, so a
+user never has to read a traceback to learn that a key is misspelt.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+class PipelineError(Exception):
+    """An error the user can fix: the message says what and where."""
+
+
+def run_main(main: Callable[[], None]) -> NoReturn:
+    """Run a stage's ``main()``, mapping known failures to clean exits.
+
+    PipelineError -> message on stderr, exit 1; Ctrl-C -> exit 130. Anything
+    else is a bug and keeps its traceback.
+    """
+    try:
+        main()
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: no output was written", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,60 @@
+"""Classification metrics shared by evaluate and the Keras baseline.
+
+Both stages call ``classification_metrics`` on their logits, so
+metrics/evaluate.json and metrics/baseline.json have the same keys and
+``dvc metrics show`` lines them up. ``loss`` is always the mean softmax
+cross-entropy, whatever loss the model was trained with, so runs trained
+with mse and cross_entropy stay comparable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digits.idx import NUM_CLASSES
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(labels: np.ndarray, logits: np.ndarray) -> float:
+    """Mean softmax cross-entropy of integer labels (N,) under logits (N, C)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """counts[actual, predicted]."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
+def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict:
+    """accuracy, loss, errors, and per-class accuracy/precision/recall.
+
+    Per-class accuracy is the fraction of that digit's images classified
+    correctly (the same number as recall); precision is the fraction of
+    predictions of that digit that were right (0 if it was never predicted).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.argmax(logits, axis=1).astype(np.int64)
+    counts = confusion_matrix(labels, predictions, num_classes=logits.shape[1])
+    correct = np.diag(counts)
+    actual_totals, predicted_totals = counts.sum(axis=1), counts.sum(axis=0)
+    per_class = {}
+    for digit in range(logits.shape[1]):
+        recall = correct[digit] / actual_totals[digit] if actual_totals[digit] else 0.0
+        precision = correct[digit] / predicted_totals[digit] if predicted_totals[digit] else 0.0
+        per_class[str(digit)] = {"accuracy": round(float(recall), 6), "precision": round(float(precision), 6), "recall": round(float(recall), 6)}
+    return {
+        "accuracy": float(correct.sum() / len(labels)),
+        "loss": round(cross_entropy(labels, logits), 6),
+        "errors": int(len(labels) - correct.sum()),
+        "examples": int(len(labels)),
+        "per_class": per_class,
+    }

@@ -1,0 +1,119 @@
+"""The network: a list of explicit tf.Variable weight matrices and biases.
+
+No Keras layers: ``Mlp`` holds ``W_i`` (fan_in, fan_out) and ``b_i``
+(fan_out,) for each layer and computes ``act(x @ W + b)``, with raw logits
+from the last layer. The Variables are created once and only ever updated in
+place (``assign_sub`` in digits.optimizers), which is what keeps them watched
+by the GradientTape: seed 002's ``w = w - lr * g`` turned them into plain
+Tensors and the next gradient came back None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from digits.artifacts import save_npz, load_npz
+from digits.errors import PipelineError
+from digits.idx import NUM_CLASSES
+from digits.params import ModelParams
+
+INPUT_SIZE = 28 * 28
+ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh}
+
+
+class Mlp(tf.Module):
+    """A fully connected network over explicit Variables, e.g. 784-256-128-10."""
+
+    def __init__(self, layer_sizes: Sequence[int], *, activation: str, name: str = "mlp") -> None:
+        super().__init__(name=name)
+        if activation not in ACTIVATIONS:
+            raise PipelineError(f"model.activation = {activation!r}: allowed are {', '.join(ACTIVATIONS)}")
+        self.layer_sizes = [int(size) for size in layer_sizes]
+        self.activation = activation
+        pairs = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        self.weights = [tf.Variable(tf.zeros([fan_in, fan_out]), name=f"W{i}") for i, (fan_in, fan_out) in enumerate(pairs)]
+        self.biases = [tf.Variable(tf.zeros([fan_out]), name=f"b{i}") for i, (_, fan_out) in enumerate(pairs)]
+
+    @property
+    def parameters(self) -> list[tf.Variable]:
+        """[W0, b0, W1, b1, ...]: the order gradients and optimizer slots follow."""
+        return [variable for pair in zip(self.weights, self.biases) for variable in pair]
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        """Logits (N, 10) for scaled, flattened images (N, 784)."""
+        activation = ACTIVATIONS[self.activation]
+        hidden = images
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = tf.matmul(hidden, weight) + bias
+            if i < last:
+                hidden = activation(hidden)
+        return hidden
+
+    def count_parameters(self) -> int:
+        return int(sum(np.prod(variable.shape) for variable in self.parameters))
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {variable.name.split(":")[0]: variable.numpy() for variable in self.parameters}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        for variable in self.parameters:
+            variable.assign(arrays[variable.name.split(":")[0]])
+
+
+def initial_arrays(layer_sizes: Sequence[int], params: ModelParams) -> list[np.ndarray]:
+    """Initial [W0, b0, W1, b1, ...] drawn from ``params.init`` with ``params.init_seed``.
+
+    Stateless random ops make the draw a pure function of the seed and layer
+    index: the same weights on every run, independent of anything else that
+    consumed randomness before. Biases start at zero, as in all the seeds.
+    """
+    arrays = []
+    for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+        shape, seed = [fan_in, fan_out], tf.constant([params.init_seed, i], tf.int64)
+        if params.init == "truncated_normal":
+            weight = tf.random.stateless_truncated_normal(shape, seed=seed, stddev=params.init_stddev)
+        elif params.init == "uniform":
+            low, high = params.init_range
+            weight = tf.random.stateless_uniform(shape, seed=seed, minval=low, maxval=high)
+        else:  # glorot (uniform), Keras' default for Dense
+            limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
+            weight = tf.random.stateless_uniform(shape, seed=seed, minval=-limit, maxval=limit)
+        arrays += [weight.numpy(), np.zeros([fan_out], np.float32)]
+    return arrays
+
+
+def build_model(params: ModelParams, *, input_size: int = INPUT_SIZE, num_classes: int = NUM_CLASSES) -> Mlp:
+    """A freshly initialised network for ``params`` (hidden sizes, activation, init)."""
+    model = Mlp([input_size, *params.hidden, num_classes], activation=params.activation)
+    for variable, value in zip(model.parameters, initial_arrays(model.layer_sizes, params)):
+        variable.assign(value)
+    return model
+
+
+def save_weights(model: Mlp, path: Path | str) -> None:
+    """The raw weights as npz, with the activation, so the file rebuilds the model alone."""
+    save_npz(path, {**model.get_arrays(), "activation": np.array(model.activation)})
+
+
+def load_weights(path: Path | str) -> Mlp:
+    """Rebuild an Mlp from ``save_weights`` output, checking that the layers chain."""
+    arrays = load_npz(path)
+    try:
+        activation = str(arrays.pop("activation"))
+        count = len(arrays) // 2
+        weights = [arrays[f"W{i}"] for i in range(count)]
+        biases = [arrays[f"b{i}"] for i in range(count)]
+    except KeyError as missing:
+        raise PipelineError(f"{path}: not a weights file of this project (missing {missing})") from None
+    layer_sizes = [weights[0].shape[0]] + [weight.shape[1] for weight in weights]
+    for i, (weight, bias) in enumerate(zip(weights, biases)):
+        if weight.dtype != np.float32 or weight.shape != (layer_sizes[i], layer_sizes[i + 1]) or bias.shape != (layer_sizes[i + 1],):
+            raise PipelineError(f"{path}: layer {i} has shapes {weight.shape}/{bias.shape}, which do not chain as {layer_sizes}")
+    model = Mlp(layer_sizes, activation=activation)
+    model.set_arrays({**{f"W{i}": w for i, w in enumerate(weights)}, **{f"b{i}": b for i, b in enumerate(biases)}})
+    return model

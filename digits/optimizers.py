@@ -1,0 +1,140 @@
+"""In-place update rules for the explicit Variables, one small class each.
+
+Every rule ends in ``variable.assign_sub(...)``: the Variable object stays the
+same, so the GradientTape keeps watching it (seed 002's ``w = w - lr * g``
+replaced it with a Tensor). Slot variables (momentum, running averages) and
+the step counter are exposed as arrays so a checkpoint can save and restore
+them exactly. Formulas and defaults follow Keras, so the baseline stage's
+Keras optimizers are the same algorithms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from digits.params import TrainParams
+
+# Replicas of a tf.distribute strategy apply identical (all-reduced) updates,
+# so the first replica's value is the value.
+_AGGREGATION = tf.VariableAggregation.ONLY_FIRST_REPLICA
+EPSILON = 1e-7
+
+
+class LearningRate:
+    """lr as a function of the global step: constant, exponential per epoch, or cosine to 0."""
+
+    def __init__(self, *, lr: float, schedule: str, decay_rate: float, steps_per_epoch: int, total_steps: int) -> None:
+        self.lr, self.schedule, self.decay_rate = lr, schedule, decay_rate
+        self.steps_per_epoch, self.total_steps = max(1, steps_per_epoch), max(1, total_steps)
+
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
+        step = tf.cast(step, tf.float32)
+        if self.schedule == "exponential":
+            return self.lr * tf.pow(self.decay_rate, step / self.steps_per_epoch)
+        if self.schedule == "cosine":
+            progress = tf.minimum(step, self.total_steps) / self.total_steps
+            return self.lr * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return tf.constant(self.lr, tf.float32)
+
+
+class Optimizer:
+    """Base class: owns the step counter and per-variable slots."""
+
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, variables: Sequence[tf.Variable], learning_rate: LearningRate) -> None:
+        self.learning_rate = learning_rate
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations", aggregation=_AGGREGATION)
+        self.slots = {
+            slot: [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{slot}_{i}", aggregation=_AGGREGATION) for i, v in enumerate(variables)]
+            for slot in self.slot_names
+        }
+
+    def apply(self, gradients: Sequence[tf.Tensor], variables: Sequence[tf.Variable]) -> None:
+        lr = self.learning_rate(self.iterations)
+        for i, (gradient, variable) in enumerate(zip(gradients, variables)):
+            self.update(i, gradient, variable, lr)
+        self.iterations.assign_add(1)
+
+    def update(self, i: int, gradient: tf.Tensor, variable: tf.Variable, lr: tf.Tensor) -> None:
+        raise NotImplementedError
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        state = {"iterations": self.iterations.numpy()}
+        for slot, variables in self.slots.items():
+            state.update({f"{slot}_{i}": v.numpy() for i, v in enumerate(variables)})
+        return state
+
+    def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
+        self.iterations.assign(state["iterations"])
+        for slot, variables in self.slots.items():
+            for i, v in enumerate(variables):
+                v.assign(state[f"{slot}_{i}"])
+
+
+class Sgd(Optimizer):
+    """w -= lr * g: the seeds' update."""
+
+    def update(self, i, gradient, variable, lr):
+        variable.assign_sub(lr * gradient)
+
+
+class Momentum(Optimizer):
+    """m = mu * m + g;  w -= lr * m (heavy-ball momentum)."""
+
+    slot_names = ("momentum",)
+
+    def __init__(self, variables, learning_rate, *, momentum: float) -> None:
+        super().__init__(variables, learning_rate)
+        self.momentum = momentum
+
+    def update(self, i, gradient, variable, lr):
+        velocity = self.slots["momentum"][i]
+        velocity.assign(self.momentum * velocity + gradient)
+        variable.assign_sub(lr * velocity)
+
+
+class RmsProp(Optimizer):
+    """s = rho * s + (1 - rho) * g^2;  w -= lr * g / sqrt(s + eps) (Keras' rmsprop, rho 0.9)."""
+
+    slot_names = ("mean_square",)
+    rho = 0.9
+
+    def update(self, i, gradient, variable, lr):
+        mean_square = self.slots["mean_square"][i]
+        mean_square.assign(self.rho * mean_square + (1.0 - self.rho) * tf.square(gradient))
+        variable.assign_sub(lr * gradient / tf.sqrt(mean_square + EPSILON))
+
+
+class Adam(Optimizer):
+    """Bias-corrected first and second moments (beta1 0.9, beta2 0.999)."""
+
+    slot_names = ("m", "v")
+    beta_1, beta_2 = 0.9, 0.999
+
+    def update(self, i, gradient, variable, lr):
+        m, v = self.slots["m"][i], self.slots["v"][i]
+        t = tf.cast(self.iterations + 1, tf.float32)
+        m.assign(self.beta_1 * m + (1.0 - self.beta_1) * gradient)
+        v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
+        corrected_lr = lr * tf.sqrt(1.0 - tf.pow(self.beta_2, t)) / (1.0 - tf.pow(self.beta_1, t))
+        variable.assign_sub(corrected_lr * m / (tf.sqrt(v) + EPSILON))
+
+
+def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, steps_per_epoch: int) -> Optimizer:
+    """The optimizer named by ``train.optimizer`` with its learning-rate schedule."""
+    learning_rate = LearningRate(
+        lr=params.lr,
+        schedule=params.lr_schedule,
+        decay_rate=params.lr_decay_rate,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * params.epochs,
+    )
+    if params.optimizer == "momentum":
+        return Momentum(variables, learning_rate, momentum=params.momentum)
+    optimizer_class = {"sgd": Sgd, "rmsprop": RmsProp, "adam": Adam}[params.optimizer]
+    return optimizer_class(variables, learning_rate)

@@ -1,0 +1,158 @@
+"""The params.yaml schema: checked in full before any stage does any work.
+
+Every key is required and typed, unknown keys are rejected (a typo such as
+``train.epoch`` must not be silently ignored), and each problem is reported as
+``key = value: what is allowed``. ``python -m digits.params`` checks the file
+on its own; dvc.yaml runs it as the ``check_params`` stage, so a typo anywhere
+in params.yaml fails ``dvc repro`` even when no tracked param changed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from digits.errors import PipelineError, run_main
+
+PARAMS_FILE = Path("params.yaml")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
+
+
+class ParamsError(PipelineError):
+    """params.yaml is unreadable or breaks the schema."""
+
+
+class Section(BaseModel):
+    """Strict: no coercion from strings or bools, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    raw_dir: str = Field(min_length=1)
+    scale: list[float] = Field(min_length=2, max_length=2)
+    val_size: PositiveInt
+    split_seed: Seed
+    train_size: PositiveInt | None
+    test_size: PositiveInt | None
+
+    @model_validator(mode="after")
+    def _scale_is_a_range(self) -> DataParams:
+        low, high = self.scale
+        if not low < high:
+            raise ValueError(f"scale = {self.scale}: must be [low, high] with low < high, e.g. [0, 1] or [-0.5, 0.5]")
+        return self
+
+
+class ModelParams(Section):
+    hidden: list[PositiveInt]
+    activation: Literal["relu", "sigmoid", "tanh"]
+    init: Literal["truncated_normal", "uniform", "glorot"]
+    init_stddev: Annotated[float, Field(gt=0)]
+    init_range: list[float] = Field(min_length=2, max_length=2)
+    init_seed: Seed
+
+    @model_validator(mode="after")
+    def _range_is_a_range(self) -> ModelParams:
+        low, high = self.init_range
+        if not low < high:
+            raise ValueError(f"init_range = {self.init_range}: must be [low, high] with low < high, e.g. [0, 0.1]")
+        return self
+
+
+class TrainParams(Section):
+    loss: Literal["cross_entropy", "mse"]
+    optimizer: Literal["sgd", "momentum", "rmsprop", "adam"]
+    lr: Annotated[float, Field(gt=0, le=1e3)]
+    lr_schedule: Literal["constant", "exponential", "cosine"]
+    lr_decay_rate: Annotated[float, Field(gt=0, le=1)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    batch_size: PositiveInt
+    epochs: Annotated[int, Field(ge=1, le=100_000)]
+    shuffle_seed: Seed
+    distribute: Literal["none", "mirrored", "multi_worker"]
+    devices: PositiveInt
+
+
+class EvaluateParams(Section):
+    misclassified_shown: Annotated[int, Field(ge=1, le=400)]
+
+
+class Params(Section):
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` as a float, as YAML 1.2 and DVC do.
+
+    PyYAML follows YAML 1.1, where a float needs a dot, so ``lr: 1e-3`` would
+    otherwise arrive as the string "1e-3".
+    """
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
+    """One pydantic error as ``key = value: what is allowed``."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        if len(loc) == 1:
+            return f"{key}: unknown section (allowed: {', '.join(section_keys)})"
+        return f"{key}: unknown key (allowed in {loc[0]}: {', '.join(section_keys[loc[0]])})"
+    if error["type"] == "missing":
+        return f"{key}: missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        # Cross-field checks already name their key and value: "scale = [1, 0]: ..."
+        return f"{key}.{message}"
+    return f"{key} = {error.get('input')!r}: {message}"
+
+
+def parse_params(raw: object, *, source: str = "params.yaml") -> Params:
+    """Validate an already-loaded params mapping; raise one ParamsError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, evaluate), got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        section_keys = {name: list(field.annotation.model_fields) for name, field in Params.model_fields.items()}
+        problems = [_describe(item, section_keys) for item in error.errors()]
+        raise ParamsError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(), Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error})") from None
+    return parse_params(raw, source=str(path))
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else PARAMS_FILE
+    load_params(path)
+    print(f"{path}: ok")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,230 @@
+"""The hand-written training loop: GradientTape over explicit Variables.
+
+One epoch is one compiled ``tf.function``: the data stays in tensors, each
+step gathers its batch by index from a seeded permutation, and a
+``tf.while_loop`` runs every step without returning to Python. That is what
+makes it faster than both the seeds' eager loop and Keras ``fit``.
+
+The loop also watches the loss: the first non-finite batch loss stops the
+epoch, and ``fit`` raises ``TrainingDiverged`` naming the epoch, the step
+and the usual causes. After every epoch a checkpoint (weights, optimizer
+state, history) is written atomically, so a killed run resumes where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from digits.artifacts import load_npz, save_npz
+from digits.data import Split
+from digits.errors import PipelineError
+from digits.model import Mlp
+from digits.optimizers import Optimizer
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+EVAL_BATCH = 8192
+
+
+class TrainingDiverged(PipelineError):
+    """The loss became NaN or Inf; no model is written."""
+
+
+def per_example_loss(name: str, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Loss of each example (N,): softmax cross-entropy on logits, or MSE of logits vs one-hot.
+
+    Averaging over the batch happens in the caller: the seeds that took the
+    gradient of this vector directly were summing gradients over the batch.
+    """
+    if name == "cross_entropy":
+        return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if name == "mse":
+        return tf.reduce_mean(tf.square(labels - logits), axis=-1)
+    raise PipelineError(f"train.loss = {name!r}: allowed are cross_entropy, mse")
+
+
+def epoch_order(size: int, *, seed: int, epoch: int) -> np.ndarray:
+    """The data order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same batches."""
+    return np.random.default_rng([seed, epoch]).permutation(size).astype(np.int32)
+
+
+def steps_per_epoch(size: int, batch_size: int) -> int:
+    return -(-size // batch_size)
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+    diverged_step: int  # -1 when every step's loss was finite
+    diverged_loss: float
+
+
+class Trainer:
+    """Compiled train epoch and evaluation for one model, optimizer and loss."""
+
+    def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int) -> None:
+        self.model, self.optimizer, self.loss, self.batch_size = model, optimizer, loss, batch_size
+        per_example_loss(loss, tf.zeros([1, 1]), tf.zeros([1, 1]))  # reject an unknown loss now, not mid-trace
+        pixels, classes = model.layer_sizes[0], model.layer_sizes[-1]
+        images_spec = tf.TensorSpec([None, pixels], tf.float32)
+        labels_spec = tf.TensorSpec([None, classes], tf.float32)
+        self._train_epoch = tf.function(self._epoch_graph, input_signature=[images_spec, labels_spec, tf.TensorSpec([None], tf.int32)])
+        self._evaluate = tf.function(self._evaluate_graph, input_signature=[images_spec, labels_spec])
+
+    def train_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One SGD step on a batch: (mean loss, number correct)."""
+        with tf.GradientTape() as tape:
+            logits = self.model(images)
+            loss = tf.reduce_mean(per_example_loss(self.loss, labels, logits))
+        gradients = tape.gradient(loss, self.model.parameters)
+        self.optimizer.apply(gradients, self.model.parameters)
+        return loss, count_correct(labels, logits)
+
+    def _epoch_graph(self, images, labels, order):
+        size = tf.size(order)
+        num_steps = (size + self.batch_size - 1) // self.batch_size
+        loss_sum, correct, seen = tf.constant(0.0), tf.constant(0), tf.constant(0)
+        diverged_step, diverged_loss = tf.constant(-1), tf.constant(0.0)
+        step = tf.constant(0)
+        while step < num_steps and diverged_step < 0:
+            batch = order[step * self.batch_size : tf.minimum((step + 1) * self.batch_size, size)]
+            batch_loss, batch_correct = self.train_step(tf.gather(images, batch), tf.gather(labels, batch))
+            if tf.math.is_finite(batch_loss):
+                batch_size = tf.size(batch)
+                loss_sum += batch_loss * tf.cast(batch_size, tf.float32)
+                correct += batch_correct
+                seen += batch_size
+            else:
+                diverged_step, diverged_loss = step, batch_loss
+            step += 1
+        seen_float = tf.cast(tf.maximum(seen, 1), tf.float32)
+        return loss_sum / seen_float, tf.cast(correct, tf.float32) / seen_float, diverged_step, diverged_loss
+
+    def train_epoch(self, split: Split, order: np.ndarray) -> EpochResult:
+        loss, accuracy, step, bad_loss = self._train_epoch(split.images, split.labels, order)
+        return EpochResult(float(loss), float(accuracy), int(step), float(bad_loss))
+
+    def _evaluate_graph(self, images, labels):
+        logits = self.model(images)
+        return tf.reduce_sum(per_example_loss(self.loss, labels, logits)), count_correct(labels, logits)
+
+    def evaluate(self, split: Split) -> tuple[float, float]:
+        """(mean loss, accuracy) over a whole split, in chunks of EVAL_BATCH."""
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(split), EVAL_BATCH):
+            chunk_loss, chunk_correct = self._evaluate(split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH])
+            loss_sum += float(chunk_loss)
+            correct += int(chunk_correct)
+        return loss_sum / len(split), correct / len(split)
+
+
+def count_correct(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """How many argmax predictions match the one-hot labels (both argmax give int64)."""
+    matches = tf.equal(tf.argmax(logits, axis=1), tf.argmax(labels, axis=1))
+    return tf.reduce_sum(tf.cast(matches, tf.int32))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def fingerprint(*sections: object) -> str:
+    """A short hash of the params that shaped a run; a checkpoint resumes only under the same one."""
+    payload = json.dumps([s.model_dump() if hasattr(s, "model_dump") else s for s in sections], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class History:
+    rows: list[list[float]] = field(default_factory=list)
+
+    def append(self, epoch: int, train_loss: float, train_accuracy: float, val_loss: float, val_accuracy: float) -> None:
+        self.rows.append([epoch, train_loss, train_accuracy, val_loss, val_accuracy])
+
+    def as_dicts(self) -> list[dict[str, float]]:
+        return [dict(zip(HISTORY_COLUMNS, row)) for row in self.rows]
+
+
+def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int, run_fingerprint: str, history: History) -> None:
+    save_npz(path, {
+        **{f"model/{k}": v for k, v in model.get_arrays().items()},
+        **{f"optimizer/{k}": v for k, v in optimizer.state_arrays().items()},
+        "epoch": np.array(epoch, np.int64),
+        "fingerprint": np.array(run_fingerprint),
+        "history": np.array(history.rows, np.float64).reshape(-1, len(HISTORY_COLUMNS)),
+    })
+
+
+def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fingerprint: str, epochs: int, log: Callable[[str], None]) -> tuple[int, History]:
+    """(epochs already done, their history) from ``path`` if it belongs to this run, else (0, empty)."""
+    if not path.is_file():
+        return 0, History()
+    try:
+        arrays = load_npz(path)
+        done, saved_fingerprint = int(arrays["epoch"]), str(arrays["fingerprint"])
+    except (PipelineError, KeyError, ValueError):
+        log(f"train: {path} is not a readable checkpoint; starting from scratch")
+        return 0, History()
+    if saved_fingerprint != run_fingerprint:
+        log(f"train: {path} was made with other params; not resuming it, starting from scratch")
+        return 0, History()
+    if done >= epochs:
+        return 0, History()  # a finished run: a forced re-run trains again from the start
+    model.set_arrays({k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")})
+    optimizer.load_state_arrays({k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")})
+    log(f"train: resuming from {path} after epoch {done} of {epochs}")
+    return done, History([[int(row[0]), *map(float, row[1:])] for row in arrays["history"]])
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def divergence_message(*, epoch: int, step: int, steps: int, loss: float, hints: str) -> str:
+    return (
+        f"training diverged: the loss became {loss} at epoch {epoch}, step {step + 1} of {steps}. "
+        f"Likely causes: a learning rate too high, unscaled input (pixels should be scaled to a small range), "
+        f"or too large an initialisation. {hints} No model was written."
+    )
+
+
+def fit(
+    trainer: Trainer,
+    *,
+    train: Split,
+    val: Split,
+    epochs: int,
+    shuffle_seed: int,
+    checkpoint_path: Path | None,
+    run_fingerprint: str,
+    divergence_hints: str = "",
+    log: Callable[[str], None] = tqdm.write,
+) -> History:
+    """Train for ``epochs`` (resuming a matching checkpoint), validating and checkpointing every epoch."""
+    start, history = 0, History()
+    if checkpoint_path is not None:
+        start, history = restore_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer,
+                                            run_fingerprint=run_fingerprint, epochs=epochs, log=log)
+    steps = steps_per_epoch(len(train), trainer.batch_size)
+    with tqdm(total=epochs, initial=start, desc="train", unit="epoch", disable=None, leave=False) as progress:
+        for epoch in range(start + 1, epochs + 1):
+            result = trainer.train_epoch(train, epoch_order(len(train), seed=shuffle_seed, epoch=epoch))
+            if result.diverged_step >= 0:
+                raise TrainingDiverged(divergence_message(epoch=epoch, step=result.diverged_step, steps=steps,
+                                                          loss=result.diverged_loss, hints=divergence_hints))
+            val_loss, val_accuracy = trainer.evaluate(val)
+            history.append(epoch, result.loss, result.accuracy, val_loss, val_accuracy)
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer, epoch=epoch,
+                                run_fingerprint=run_fingerprint, history=history)
+            progress.set_postfix(loss=f"{result.loss:.4f}", acc=f"{result.accuracy:.4f}", val_acc=f"{val_accuracy:.4f}")
+            progress.update(1)
+            log(f"epoch {epoch}/{epochs}: train loss {result.loss:.4f} acc {result.accuracy:.4f} | "
+                f"val loss {val_loss:.4f} acc {val_accuracy:.4f}")
+    return history

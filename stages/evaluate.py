@@ -1,0 +1,58 @@
+"""Stage 3: score the trained weights on the untouched test set.
+
+Writes metrics/evaluate.json (accuracy, loss, errors, per-class accuracy,
+precision and recall), plots/confusion.csv (actual vs predicted, one row per
+test image, for DVC's confusion template) and plots/misclassified.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from digits.artifacts import write_csv, write_json
+from digits.data import load_split
+from digits.errors import PipelineError, run_main
+from digits.metrics import classification_metrics, softmax
+from digits.model import load_weights
+from digits.params import load_params
+from digits.plots import draw_misclassified_grid
+from digits.training import EVAL_BATCH
+
+WEIGHTS = Path("models/weights.npz")
+METRICS = Path("metrics/evaluate.json")
+CONFUSION = Path("plots/confusion.csv")
+MISCLASSIFIED = Path("plots/misclassified.png")
+
+
+def predict_logits(model, images: np.ndarray) -> np.ndarray:
+    """Logits for every image, in chunks."""
+    return np.concatenate([model(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
+
+
+def main() -> None:
+    params = load_params().evaluate
+
+    # Model and test data
+    model = load_weights(WEIGHTS)
+    test = load_split("test")
+    if test.images.shape[1] != model.layer_sizes[0]:
+        raise PipelineError(f"data/prepared/test.npz has {test.images.shape[1]} pixels per image but {WEIGHTS} expects {model.layer_sizes[0]}")
+
+    # Score
+    logits = predict_logits(model, test.images)
+    metrics = classification_metrics(test.classes, logits)
+    predictions = logits.argmax(axis=1)
+
+    # Write metrics and plots
+    write_json(METRICS, metrics)
+    write_csv(CONFUSION, ("actual", "predicted"), list(zip(test.classes.tolist(), predictions.tolist())))
+    shown = draw_misclassified_grid(MISCLASSIFIED, images=test.images, labels=test.classes, probabilities=softmax(logits),
+                                    count=params.misclassified_shown)
+    print(f"evaluate: accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, {metrics['errors']} errors "
+          f"of {metrics['examples']}; {shown} shown in {MISCLASSIFIED}")
+
+
+if __name__ == "__main__":
+    run_main(main)

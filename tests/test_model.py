@@ -1,0 +1,69 @@
+"""digits/model.py: shapes, parameter count, init, and the weights file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from digits.errors import PipelineError
+from digits.model import Mlp, build_model, load_weights, save_weights
+from digits.params import load_params
+
+
+def _model_params(**changes):
+    return load_params().model.model_copy(update=changes)
+
+
+def test_default_network_is_784_256_128_10_with_235146_parameters():
+    model = build_model(_model_params())
+    assert list(model.layer_sizes) == [784, 256, 128, 10]
+    assert model.count_parameters() == 235146
+    assert [tuple(v.shape) for v in model.parameters] == [(784, 256), (256,), (256, 128), (128,), (128, 10), (10,)]
+    assert all(isinstance(v, tf.Variable) for v in model.parameters)
+    assert model(tf.zeros([3, 784])).shape == (3, 10)
+
+
+@pytest.mark.parametrize("hidden, count", [([], 7850), ([512], 407050)])
+def test_softmax_regression_and_seed_001_sizes(hidden, count):
+    assert build_model(_model_params(hidden=hidden)).count_parameters() == count
+
+
+def test_truncated_normal_init_is_seeded_bounded_and_zero_bias():
+    first = build_model(_model_params(init_stddev=0.1))
+    again = build_model(_model_params(init_stddev=0.1))
+    other = build_model(_model_params(init_stddev=0.1, init_seed=2))
+    w0 = first.weights[0].numpy()
+    assert np.array_equal(w0, again.weights[0].numpy()) and not np.array_equal(w0, other.weights[0].numpy())
+    assert np.abs(w0).max() <= 0.2 + 1e-6 and 0.07 < w0.std() < 0.1
+    assert all(not b.numpy().any() for b in first.biases)
+
+
+def test_uniform_and_glorot_init_ranges():
+    uniform = build_model(_model_params(init="uniform", init_range=[0.0, 0.1])).weights[0].numpy()
+    assert uniform.min() >= 0 and uniform.max() <= 0.1
+    glorot = build_model(_model_params(init="glorot")).weights[0].numpy()
+    assert np.abs(glorot).max() <= np.sqrt(6 / (784 + 256))
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_weights_file_round_trips_with_its_activation(tmp_path, activation):
+    model = build_model(_model_params(activation=activation, hidden=[16]))
+    save_weights(model, tmp_path / "w.npz")
+    loaded = load_weights(tmp_path / "w.npz")
+    assert loaded.activation == activation
+    x = tf.random.stateless_uniform([4, 784], seed=[0, 0])
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+def test_weights_file_with_mismatched_layers_is_refused(tmp_path):
+    from digits.artifacts import save_npz
+    save_npz(tmp_path / "w.npz", {"W0": np.zeros((784, 8), np.float32), "b0": np.zeros(8, np.float32),
+                                  "W1": np.zeros((9, 10), np.float32), "b1": np.zeros(10, np.float32), "activation": np.array("relu")})
+    with pytest.raises(PipelineError, match="do not chain"):
+        load_weights(tmp_path / "w.npz")
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(PipelineError, match="model.activation = 'gelu'"):
+        Mlp([784, 10], activation="gelu")

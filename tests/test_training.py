@@ -1,0 +1,111 @@
+"""digits/training.py: a step lowers the loss, runs are bit-reproducible, the guard fires, resume is exact."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from digits.data import load_split
+from digits.model import build_model
+from digits.optimizers import make_optimizer
+from digits.params import load_params
+from digits.training import Trainer, TrainingDiverged, epoch_order, fit, per_example_loss, steps_per_epoch
+
+
+def _trainer(train, **train_changes):
+    params = load_params()
+    model = build_model(params.model.model_copy(update={"hidden": [64, 32]}))
+    settings = params.train.model_copy(update={"epochs": 3, **train_changes})
+    optimizer = make_optimizer(settings, model.parameters, steps_per_epoch=steps_per_epoch(len(train), settings.batch_size))
+    return Trainer(model, optimizer, loss=settings.loss, batch_size=settings.batch_size), settings
+
+
+def _weights_hash(model) -> str:
+    return hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.parameters)).hexdigest()
+
+
+def test_one_training_step_lowers_the_batch_loss(prepared_dir):
+    train = load_split("train", prepared_dir)
+    trainer, _ = _trainer(train)
+    images, labels = tf.constant(train.images[:100]), tf.constant(train.labels[:100])
+    first, _ = trainer.train_step(images, labels)
+    second, _ = trainer.train_step(images, labels)
+    assert float(second) < float(first)
+
+
+def test_losses():
+    labels = tf.constant([[0.0, 1.0]])
+    logits = tf.constant([[0.0, 0.0]])
+    np.testing.assert_allclose(per_example_loss("cross_entropy", labels, logits).numpy(), [np.log(2)], rtol=1e-6)
+    np.testing.assert_allclose(per_example_loss("mse", labels, logits).numpy(), [0.5])
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    order = epoch_order(1000, seed=7, epoch=2)
+    assert sorted(order.tolist()) == list(range(1000))
+    assert np.array_equal(order, epoch_order(1000, seed=7, epoch=2))
+    assert not np.array_equal(order, epoch_order(1000, seed=7, epoch=3))
+
+
+def test_short_final_batch_is_trained_on(prepared_dir):
+    train = load_split("train", prepared_dir)
+    trainer, _ = _trainer(train, batch_size=300)  # 2000 = 6 x 300 + 200
+    trainer.train_epoch(train, epoch_order(len(train), seed=0, epoch=1))
+    assert int(trainer.optimizer.iterations.numpy()) == 7
+
+
+def _fit(prepared_dir, shuffle_seed, **kwargs):
+    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
+    trainer, settings = _trainer(train)
+    history = fit(trainer, train=train, val=val, epochs=settings.epochs, shuffle_seed=shuffle_seed,
+                  run_fingerprint="test", log=lambda line: None, **{"checkpoint_path": None, **kwargs})
+    return trainer, history
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(prepared_dir):
+    first, history = _fit(prepared_dir, shuffle_seed=7)
+    second, _ = _fit(prepared_dir, shuffle_seed=7)
+    other, _ = _fit(prepared_dir, shuffle_seed=8)
+    assert _weights_hash(first.model) == _weights_hash(second.model)
+    assert _weights_hash(first.model) != _weights_hash(other.model)
+    val_accuracy = [row[4] for row in history.rows]
+    assert len(val_accuracy) == 3 and val_accuracy[0] < val_accuracy[-1] and val_accuracy[-1] > 0.7
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_weights(prepared_dir, tmp_path):
+    uninterrupted, _ = _fit(prepared_dir, shuffle_seed=7)
+    checkpoint = tmp_path / "checkpoint.npz"
+    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
+    trainer, settings = _trainer(train)
+    fit(trainer, train=train, val=val, epochs=1, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=lambda line: None)
+    # A new process would build everything afresh; so do we, then resume epochs 2-3.
+    resumed, settings = _trainer(train)
+    messages = []
+    fit(resumed, train=train, val=val, epochs=3, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=messages.append)
+    assert "resuming" in messages[0] and "after epoch 1 of 3" in messages[0]
+    assert _weights_hash(resumed.model) == _weights_hash(uninterrupted.model)
+
+
+def test_checkpoint_from_other_params_is_not_resumed(prepared_dir, tmp_path):
+    checkpoint = tmp_path / "checkpoint.npz"
+    _fit(prepared_dir, shuffle_seed=7, checkpoint_path=checkpoint)
+    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
+    trainer, _ = _trainer(train)
+    messages = []
+    fit(trainer, train=train, val=val, epochs=1, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="other", log=messages.append)
+    assert "made with other params; not resuming" in messages[0]
+
+
+def test_divergence_guard_names_epoch_step_and_causes(prepared_dir):
+    """Seed 002's first attempt: pixels 0-255, init stddev 1, MSE: the loss went to 7e10 then NaN."""
+    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
+    unscaled = type(train)(images=train.images * 255.0, labels=train.labels)
+    params = load_params()
+    model = build_model(params.model.model_copy(update={"init_stddev": 1.0}))
+    settings = params.train.model_copy(update={"loss": "mse", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 100})
+    trainer = Trainer(model, make_optimizer(settings, model.parameters, steps_per_epoch=20), loss="mse", batch_size=100)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+ of 20\. Likely causes: a learning rate too high, unscaled input"):
+        fit(trainer, train=unscaled, val=val, epochs=2, shuffle_seed=7, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
