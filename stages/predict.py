@@ -1,0 +1,70 @@
+"""Predict the digit in your own pictures with the exported SavedModel.
+
+    python -m stages.predict IMAGE [IMAGE ...] [--json] [--model models/saved_model]
+
+Each picture (PNG or JPEG, any size, colour or grey, dark-on-light or
+light-on-dark) is preprocessed the way MNIST was made (digits.images) and
+classified. A picture that cannot be used gets an error line; the others still
+get their answers, and the exit code is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from digits.errors import PipelineError, run_main
+from digits.images import load_grayscale, to_mnist
+
+SAVED_MODEL = Path("models/saved_model")
+
+
+def load_classifier(path: Path):
+    """The SavedModel's serving function: uint8 (N, 28, 28) -> {"probabilities": (N, 10)}."""
+    if not (path / "saved_model.pb").is_file():
+        raise PipelineError(f"{path}: no SavedModel here (run `dvc repro` to train and export one)")
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Predict the digit in each image.")
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    parser.add_argument("--model", type=Path, default=SAVED_MODEL)
+    args = parser.parse_args()
+
+    # Preprocess every image, keeping each one's error
+    prepared, results = {}, []
+    for path in args.images:
+        try:
+            prepared[path] = to_mnist(load_grayscale(path), name=str(path))
+        except PipelineError as error:
+            results.append({"image": str(path), "error": str(error)})
+
+    # Classify the usable ones in one batch
+    if prepared:
+        serve = load_classifier(args.model)
+        probabilities = serve(images=tf.constant(np.stack(list(prepared.values()))))["probabilities"].numpy()
+        for path, row in zip(prepared, probabilities):
+            results.append({"image": str(path), "digit": int(row.argmax()), "probability": round(float(row.max()), 6)})
+    results.sort(key=lambda result: [str(p) for p in args.images].index(result["image"]))
+
+    # Report
+    for result in results:
+        if args.json:
+            print(json.dumps(result))
+        elif "error" in result:
+            print(f"error: {result['error']}", file=sys.stderr)
+        else:
+            print(f"{result['image']}: {result['digit']} (probability {result['probability']:.3f})")
+    if any("error" in result for result in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,107 @@
+"""stages/predict.py, digits/images.py and digits/export.py on real MNIST digits."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import RAW_MNIST, run_stage, small_params, write_params
+from digits.data import scale_pixels
+from digits.idx import load_raw_dataset
+from digits.images import ImageError, to_mnist
+from digits.metrics import softmax
+from digits.model import load_weights
+
+COUNT = 30
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> "Path":
+    """A work directory with the default net trained for 3 epochs on 10k images (~97% accurate)."""
+    workdir = tmp_path_factory.mktemp("trained")
+    write_params(workdir, small_params(data={"train_size": 10000}, model={"hidden": [256, 128]}, train={"epochs": 3}))
+    for stage in ("stages.prepare", "stages.train"):
+        result = run_stage(stage, workdir)
+        assert result.returncode == 0, result.stderr
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    data = load_raw_dataset(RAW_MNIST)
+    return data["test_images"][-COUNT:], data["test_labels"][-COUNT:]  # not in any test slice used for training
+
+
+def _write_pictures(directory, images):
+    """Each digit three ways: MNIST-style PNG, dark-on-light 200x200 RGB PNG with margins, and a JPEG of that."""
+    paths = []
+    for i, image in enumerate(images):
+        paper = np.full((200, 200), 235, np.uint8)
+        paper[30:142, 50:162] = 255 - np.asarray(Image.fromarray(image).resize((112, 112), Image.BILINEAR))
+        for name, picture in ((f"{i}_mnist.png", Image.fromarray(image)), (f"{i}_paper.png", Image.fromarray(np.stack([paper] * 3, -1))),
+                              (f"{i}_paper.jpg", Image.fromarray(paper))):
+            picture.save(directory / name)
+            paths.append(directory / name)
+    return paths
+
+
+def test_predict_reads_digits_in_both_polarities_and_any_size(trained, digits_test, tmp_path):
+    images, labels = digits_test
+    paths = _write_pictures(tmp_path, images)
+    result = run_stage("stages.predict", trained, "--json", *map(str, paths))
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["image"] for a in answers] == [str(p) for p in paths]
+    predicted = np.array([a["digit"] for a in answers]).reshape(COUNT, 3)
+    for variant in range(3):
+        assert (predicted[:, variant] == labels).mean() >= 0.9, (variant, predicted[:, variant], labels)
+    assert all(0.1 <= a["probability"] <= 1.0 for a in answers)
+
+
+def test_preprocessing_keeps_an_mnist_digit_nearly_unchanged(digits_test):
+    image = digits_test[0][0]
+    again = to_mnist(image.astype(np.float32))
+    assert again.shape == (28, 28) and again.dtype == np.uint8
+    assert np.abs(again.astype(int) - image.astype(int)).mean() < 20
+
+
+def test_bad_images_get_clear_errors_while_the_others_are_answered(trained, digits_test, tmp_path):
+    good = _write_pictures(tmp_path, digits_test[0][:1])[0]
+    Image.new("L", (64, 64), 250).save(tmp_path / "blank.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    result = run_stage("stages.predict", trained, str(good), str(tmp_path / "blank.png"), str(tmp_path / "notes.png"), str(tmp_path / "gone.jpg"))
+    assert result.returncode == 1
+    assert re.fullmatch(rf"{re.escape(str(good))}: \d \(probability [01]\.\d{{3}}\)\n", result.stdout), result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'blank.png'}: blank image (no stroke stands out from the background)",
+                      f"error: {tmp_path / 'notes.png'}: not a readable image (cannot identify image file '{tmp_path / 'notes.png'}')",
+                      f"error: {tmp_path / 'gone.jpg'}: file not found"]
+
+
+def test_blank_array_is_refused():
+    with pytest.raises(ImageError, match="blank image"):
+        to_mnist(np.full((40, 40), 128.0))
+
+
+def test_saved_model_in_a_bare_process_matches_the_projects_forward_pass(trained, digits_test, tmp_path):
+    images = digits_test[0]
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "images = tf.constant(np.load(sys.argv[2]))\n"
+        "np.save(sys.argv[3], serve(images=images)['probabilities'].numpy())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"}  # no PYTHONPATH: none of the project's code
+    subprocess.run([sys.executable, "-c", script, str(trained / "models/saved_model"), str(tmp_path / "images.npy"), str(tmp_path / "p.npy")],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
+    from_saved_model = np.load(tmp_path / "p.npy")
+    model = load_weights(trained / "models/weights.npz")
+    ours = softmax(model(scale_pixels(images, scale=small_params()["data"]["scale"])).numpy())
+    np.testing.assert_allclose(from_saved_model, ours, atol=1e-6)
