@@ -29,6 +29,8 @@ def run_main(main: Callable[[], None]) -> NoReturn:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: no output was written", file=sys.stderr)
+        # Outputs are renamed into place only when complete, so nothing is half-written;
+        # train resumes from its last per-epoch checkpoint on the next run.
+        print("interrupted: no output was half-written; run again to resume", file=sys.stderr)
         sys.exit(130)
     sys.exit(0)

@@ -35,6 +35,12 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+def _require_range(key: str, values: list[float], *, example: str) -> None:
+    low, high = values
+    if not low < high:
+        raise ValueError(f"{key} = {values}: must be [low, high] with low < high, e.g. {example}")
+
+
 class DataParams(Section):
     raw_dir: str = Field(min_length=1)
     scale: list[float] = Field(min_length=2, max_length=2)
@@ -45,9 +51,7 @@ class DataParams(Section):
 
     @model_validator(mode="after")
     def _scale_is_a_range(self) -> DataParams:
-        low, high = self.scale
-        if not low < high:
-            raise ValueError(f"scale = {self.scale}: must be [low, high] with low < high, e.g. [0, 1] or [-0.5, 0.5]")
+        _require_range("scale", self.scale, example="[0, 1] or [-0.5, 0.5]")
         return self
 
 
@@ -61,9 +65,7 @@ class ModelParams(Section):
 
     @model_validator(mode="after")
     def _range_is_a_range(self) -> ModelParams:
-        low, high = self.init_range
-        if not low < high:
-            raise ValueError(f"init_range = {self.init_range}: must be [low, high] with low < high, e.g. [0, 0.1]")
+        _require_range("init_range", self.init_range, example="[0, 0.1]")
         return self
 
 

@@ -109,3 +109,20 @@ def test_divergence_guard_names_epoch_step_and_causes(prepared_dir):
     trainer = Trainer(model, make_optimizer(settings, model.parameters, steps_per_epoch=20), loss="mse", batch_size=100)
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+ of 20\. Likely causes: a learning rate too high, unscaled input"):
         fit(trainer, train=unscaled, val=val, epochs=2, shuffle_seed=7, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
+
+
+@pytest.mark.parametrize("model_changes", [
+    {"activation": "sigmoid"}, {"activation": "tanh"},
+    {"init": "uniform", "init_range": [0.0, 0.1]}, {"init": "glorot"},
+    {"hidden": []}, {"hidden": [512]},
+])
+def test_each_model_option_trains_and_lowers_the_loss(prepared_dir, model_changes):
+    train = load_split("train", prepared_dir)
+    params = load_params()
+    model = build_model(params.model.model_copy(update=model_changes))
+    settings = params.train.model_copy(update={"lr_schedule": "constant", "lr": 0.1})
+    trainer = Trainer(model, make_optimizer(settings, model.parameters, steps_per_epoch=20), loss="cross_entropy", batch_size=100)
+    before, _ = trainer.evaluate(train)
+    trainer.train_epoch(train, epoch_order(len(train), seed=0, epoch=1))
+    after, _ = trainer.evaluate(train)
+    assert after < before, (before, after)
