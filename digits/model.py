@@ -5,11 +5,13 @@ No Keras layers: ``Mlp`` holds ``W_i`` (fan_in, fan_out) and ``b_i``
 from the last layer. The Variables are created once and only ever updated in
 place (``assign_sub`` in digits.optimizers), which is what keeps them watched
 by the GradientTape: seed 002's ``w = w - lr * g`` turned them into plain
-Tensors and the next gradient came back None.
+Tensors and the next gradient came back None. Created under a tf.distribute
+strategy's scope they are mirrored on every replica (digits.distribute).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +24,10 @@ from digits.idx import NUM_CLASSES
 from digits.params import ModelParams
 
 INPUT_SIZE = 28 * 28
+# Under a tf.distribute strategy every replica holds a copy of each Variable
+# and applies the same all-reduced update, so the first replica's value is the
+# value. (Outside a strategy the setting has no effect.)
+REPLICATED = tf.VariableAggregation.ONLY_FIRST_REPLICA
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh}
 
 
@@ -35,8 +41,8 @@ class Mlp(tf.Module):
         self.layer_sizes = [int(size) for size in layer_sizes]
         self.activation = activation
         pairs = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
-        self.weights = [tf.Variable(tf.zeros([fan_in, fan_out]), name=f"W{i}") for i, (fan_in, fan_out) in enumerate(pairs)]
-        self.biases = [tf.Variable(tf.zeros([fan_out]), name=f"b{i}") for i, (_, fan_out) in enumerate(pairs)]
+        self.weights = [tf.Variable(tf.zeros([fan_in, fan_out]), name=f"W{i}", aggregation=REPLICATED) for i, (fan_in, fan_out) in enumerate(pairs)]
+        self.biases = [tf.Variable(tf.zeros([fan_out]), name=f"b{i}", aggregation=REPLICATED) for i, (_, fan_out) in enumerate(pairs)]
 
     @property
     def parameters(self) -> list[tf.Variable]:
@@ -63,6 +69,25 @@ class Mlp(tf.Module):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         for variable in self.parameters:
             variable.assign(arrays[variable.name.split(":")[0]])
+
+
+def plain_copy(model: Mlp) -> Mlp:
+    """The same network on ordinary Variables (call outside any strategy scope).
+
+    What gets exported, so that a SavedModel does not depend on the strategy
+    (or devices) that trained it.
+    """
+    copy = Mlp(model.layer_sizes, activation=model.activation, name=model.name)
+    copy.set_arrays(model.get_arrays())
+    return copy
+
+
+def weights_digest(model: Mlp) -> str:
+    """A short hash of every weight's bytes: equal digests mean bit-identical networks (e.g. on every worker)."""
+    digest = hashlib.sha256()
+    for name, array in model.get_arrays().items():
+        digest.update(name.encode() + np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def initial_arrays(layer_sizes: Sequence[int], params: ModelParams) -> list[np.ndarray]:

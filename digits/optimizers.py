@@ -16,11 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from digits.model import REPLICATED
 from digits.params import TrainParams
 
-# Replicas of a tf.distribute strategy apply identical (all-reduced) updates,
-# so the first replica's value is the value.
-_AGGREGATION = tf.VariableAggregation.ONLY_FIRST_REPLICA
 EPSILON = 1e-7
 
 
@@ -48,11 +46,16 @@ class Optimizer:
 
     def __init__(self, variables: Sequence[tf.Variable], learning_rate: LearningRate) -> None:
         self.learning_rate = learning_rate
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations", aggregation=_AGGREGATION)
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations", aggregation=REPLICATED)
         self.slots = {
-            slot: [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{slot}_{i}", aggregation=_AGGREGATION) for i, v in enumerate(variables)]
+            slot: [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{slot}_{i}", aggregation=REPLICATED) for i, v in enumerate(variables)]
             for slot in self.slot_names
         }
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """The step counter and every slot: what a checkpoint saves besides the model."""
+        return [self.iterations, *(variable for variables in self.slots.values() for variable in variables)]
 
     def apply(self, gradients: Sequence[tf.Tensor], variables: Sequence[tf.Variable]) -> None:
         lr = self.learning_rate(self.iterations)

@@ -79,6 +79,8 @@ class TrainParams(Section):
     batch_size: PositiveInt
     epochs: Annotated[int, Field(ge=1, le=100_000)]
     shuffle_seed: Seed
+    distribute: Literal["none", "mirrored", "multi_worker"]
+    devices: PositiveInt | None
 
 
 class EvaluateParams(Section):

@@ -5,6 +5,10 @@ optimizer (digits.optimizers), runs the compiled GradientTape loop
 (digits.training), and writes the raw weights, the SavedModel, the
 per-epoch curves and metrics/train.json. A checkpoint after every epoch
 (models/checkpoint.npz, a ``persist`` output) lets a killed run resume.
+
+With ``train.distribute`` set, the same loop runs under a tf.distribute
+strategy (digits.distribute); in a multi-worker cluster every worker runs
+this stage, and only the chief's files land in models/, metrics/, plots/.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import tensorflow as tf
 
 from digits.artifacts import write_csv, write_json
 from digits.data import load_split
+from digits.distribute import check_same_run, describe, make_strategy, output_root
 from digits.errors import run_main
 from digits.export import export_saved_model
-from digits.model import build_model, save_weights
-from digits.optimizers import make_optimizer
+from digits.model import plain_copy, save_weights, weights_digest
 from digits.params import load_params
-from digits.training import HISTORY_COLUMNS, Trainer, fingerprint, fit, steps_per_epoch
+from digits.training import HISTORY_COLUMNS, build_trainer, fingerprint, fit
 
 MODELS_DIR = Path("models")
 WEIGHTS = MODELS_DIR / "weights.npz"
@@ -33,36 +37,41 @@ HISTORY = Path("plots/train_history.csv")
 
 def main() -> None:
     params = load_params()
+    # First, before any other TensorFlow op: the CPU can be split into logical
+    # devices, and a cluster joined, only while TensorFlow is uninitialised.
+    strategy = make_strategy(params.train)
     tf.config.experimental.enable_op_determinism()
+    run_fingerprint = fingerprint(params.data, params.model, params.train)
+    check_same_run(strategy, run_fingerprint)  # multi-worker: every worker has the chief's params
 
-    # Data, model and optimizer
+    # Data, model and optimizer (their Variables mirrored when distributed)
     train, val = load_split("train"), load_split("val")
-    model = build_model(params.model, input_size=train.images.shape[1])
-    optimizer = make_optimizer(params.train, model.parameters, steps_per_epoch=steps_per_epoch(len(train), params.train.batch_size))
-    trainer = Trainer(model, optimizer, loss=params.train.loss, batch_size=params.train.batch_size)
-    print(f"train: {len(train)} images, layers {list(model.layer_sizes)}, {model.count_parameters()} parameters")
+    trainer = build_trainer(params.model, params.train, input_size=train.images.shape[1], train_size=len(train), strategy=strategy)
+    model = trainer.model
+    print(f"train: {len(train)} images, layers {list(model.layer_sizes)}, {model.count_parameters()} parameters, {describe(strategy)}")
 
-    # Train, checkpointing every epoch
-    started = time.perf_counter()
-    history = fit(
-        trainer,
-        train=train,
-        val=val,
-        epochs=params.train.epochs,
-        shuffle_seed=params.train.shuffle_seed,
-        checkpoint_path=CHECKPOINT,
-        run_fingerprint=fingerprint(params.data, params.model, params.train),
-        divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
-    )
-    print(f"train: {params.train.epochs} epochs in {time.perf_counter() - started:.1f} s")
+    with output_root(strategy) as root:
+        # Train, checkpointing every epoch
+        started = time.perf_counter()
+        history = fit(
+            trainer,
+            train=train,
+            val=val,
+            epochs=params.train.epochs,
+            shuffle_seed=params.train.shuffle_seed,
+            checkpoint_path=root / CHECKPOINT,
+            run_fingerprint=run_fingerprint,
+            divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
+        )
+        print(f"train: {params.train.epochs} epochs in {time.perf_counter() - started:.1f} s; weights sha256 {weights_digest(model)}")
 
-    # Outputs: weights, SavedModel, curves, metrics
-    save_weights(model, WEIGHTS)
-    export_saved_model(model, SAVED_MODEL, scale=params.data.scale)
-    write_csv(HISTORY, HISTORY_COLUMNS, history.rows)
-    last = history.as_dicts()[-1]
-    write_json(METRICS, {"epochs": params.train.epochs, "parameters": model.count_parameters(),
-                         **{key: value for key, value in last.items() if key != "epoch"}})
+        # Outputs: weights, SavedModel, curves, metrics
+        save_weights(model, root / WEIGHTS)
+        export_saved_model(plain_copy(model), root / SAVED_MODEL, scale=params.data.scale)
+        write_csv(root / HISTORY, HISTORY_COLUMNS, history.rows)
+        last = history.as_dicts()[-1]
+        write_json(root / METRICS, {"epochs": params.train.epochs, "parameters": model.count_parameters(),
+                                    **{key: value for key, value in last.items() if key != "epoch"}})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW_MNIST = ROOT / "data" / "raw" / "mnist"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Show TensorFlow two logical CPU devices, so tests can run MirroredStrategy without a GPU.
+
+    This must happen before TensorFlow initialises. Single-device code still
+    runs on CPU:0 and is unaffected.
+    """
+    from digits.distribute import split_cpu
+
+    split_cpu(2)
+
+
 def write_idx(path: Path, array: np.ndarray, *, magic: bytes | None = None, gzipped: bool | None = None) -> Path:
     """Write ``array`` (uint8) as an IDX file; gzipped when the name ends in .gz."""
     array = np.asarray(array, dtype=np.uint8)

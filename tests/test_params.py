@@ -40,6 +40,9 @@ def _error_for(section: str, key: str, value) -> str:
     ("data", "scale", [1, 0], r"data\.scale = \[1\.0, 0\.0\]: must be \[low, high\] with low < high"),
     ("data", "val_size", 0, r"data\.val_size = 0: Input should be greater than or equal to 1"),
     ("train", "momentum", 1.0, r"train\.momentum = 1\.0: Input should be less than 1"),
+    ("train", "distribute", "mirror", r"train\.distribute = 'mirror': Input should be 'none', 'mirrored' or 'multi_worker'"),
+    ("train", "distribute", None, r"train\.distribute = None: Input should be 'none', 'mirrored' or 'multi_worker'"),
+    ("train", "devices", 0, r"train\.devices = 0: Input should be greater than or equal to 1"),
 ])
 def test_bad_value_names_key_value_and_allowed(section, key, value, expected):
     message = _error_for(section, key, value)

@@ -1,14 +1,18 @@
-"""stages/train.py: outputs, the divergence guard, and SIGKILL-then-resume."""
+"""stages/train.py: outputs, the divergence guard, SIGKILL-then-resume, and the distributed modes
+(mirrored on two logical CPUs; a two-worker cluster on localhost)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -88,3 +92,123 @@ def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
     assert result.returncode == 1
     assert "data/prepared/train.npz: images must be a 2-D float32 array (N, pixels), got float64" in result.stderr
     assert not (workdir / "models").exists()
+
+
+# ------------------------------------------------------------ tf.distribute
+
+
+def _max_difference(first, second) -> float:
+    a, b = load_npz(first), load_npz(second)
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a if k != "activation")
+
+
+def _digest_line(output: str) -> str:
+    return re.search(r"weights sha256 ([0-9a-f]{16})", output).group(1)
+
+
+def test_mirrored_stage_on_two_cpus_matches_the_single_device_stage(tmp_path, prepared_dir):
+    single = _workdir(tmp_path, prepared_dir, "single", train={"batch_size": 96})  # 2000 = 20 x 96 + 80
+    mirrored = _workdir(tmp_path, prepared_dir, "mirrored", train={"batch_size": 96, "distribute": "mirrored", "devices": 2})
+    assert run_stage("stages.train", single).returncode == 0
+    result = run_stage("stages.train", mirrored)
+    assert result.returncode == 0, result.stderr
+    assert "2 replicas (CPU:0, CPU:1)" in result.stdout
+    assert _max_difference(single / "models/weights.npz", mirrored / "models/weights.npz") < 1e-5
+    assert (mirrored / "models/saved_model/saved_model.pb").is_file() and (mirrored / "metrics/train.json").is_file()
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _start_cluster(workdirs) -> list[subprocess.Popen]:
+    """One ``python -m stages.train`` per directory, as workers of one cluster on loopback ports."""
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(len(workdirs))]}
+    processes = []
+    for index, workdir in enumerate(workdirs):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        with open(workdir / "stdout.log", "w") as stdout, open(workdir / "stderr.log", "w") as stderr:
+            processes.append(subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, env=env, stdout=stdout, stderr=stderr))
+    return processes
+
+
+def _wait(processes, *, timeout: float = 240) -> None:
+    """Wait for every worker; past ``timeout`` kill them all, so a hung cluster fails the test instead of CI."""
+    deadline = time.monotonic() + timeout
+    try:
+        for process in processes:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _cluster_workdirs(tmp_path, prepared_dir, prefix, **train):
+    return [_workdir(tmp_path, prepared_dir, f"{prefix}{index}", train={"distribute": "multi_worker", **train}) for index in range(2)]
+
+
+def test_two_workers_on_localhost_agree_and_only_the_chief_writes(tmp_path, prepared_dir):
+    single = _workdir(tmp_path, prepared_dir, "single", train={"epochs": 1})
+    assert run_stage("stages.train", single).returncode == 0
+    chief, worker = _cluster_workdirs(tmp_path, prepared_dir, "worker", epochs=1)
+    processes = _start_cluster([chief, worker])
+    _wait(processes)
+    outputs = [(directory / "stdout.log").read_text() for directory in (chief, worker)]
+    for process, directory in zip(processes, (chief, worker)):
+        assert process.returncode == 0, (directory / "stderr.log").read_text()[-3000:]
+    assert "2 replicas on 2 workers (this is worker 0, chief)" in outputs[0]
+    assert "(this is worker 1, not the chief" in outputs[1]
+    assert _digest_line(outputs[0]) == _digest_line(outputs[1])  # both workers hold the same weights
+    assert re.findall(r"epoch 1/1: .*", outputs[0]) == re.findall(r"epoch 1/1: .*", outputs[1])  # and the same reduced metrics
+    for name in ("models/weights.npz", "models/saved_model/saved_model.pb", "models/checkpoint.npz", "metrics/train.json", "plots/train_history.csv"):
+        assert (chief / name).is_file(), name
+    assert sorted(p.name for p in worker.iterdir()) == ["data", "params.yaml", "stderr.log", "stdout.log"]
+    assert _max_difference(single / "models/weights.npz", chief / "models/weights.npz") < 1e-5
+
+
+def test_a_killed_cluster_resumes_from_the_chiefs_checkpoint(tmp_path, prepared_dir):
+    reference = _workdir(tmp_path, prepared_dir, "reference", train={"epochs": 4, "distribute": "mirrored", "devices": 2})
+    assert run_stage("stages.train", reference).returncode == 0
+
+    workdirs = _cluster_workdirs(tmp_path, prepared_dir, "worker", epochs=4)
+    processes = _start_cluster(workdirs)
+    deadline = time.monotonic() + 180
+    while "epoch 1/4" not in (workdirs[0] / "stdout.log").read_text() and processes[0].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    processes[0].kill()  # the chief dies; the other worker must notice and stop by itself
+    _wait(processes, timeout=120)
+    assert processes[1].returncode == 1
+    message = (workdirs[1] / "stderr.log").read_text().strip().splitlines()[-1]
+    assert message.startswith("error: another worker stopped answering during the epoch"), message
+    done = int(load_npz(workdirs[0] / "models/checkpoint.npz")["epoch"])
+    assert 1 <= done < 4 and not (workdirs[1] / "models").exists()
+
+    processes = _start_cluster(workdirs)  # the worker has no checkpoint of its own: it must take the chief's
+    _wait(processes)
+    assert [process.returncode for process in processes] == [0, 0], (workdirs[1] / "stderr.log").read_text()[-3000:]
+    outputs = [(directory / "stdout.log").read_text() for directory in workdirs]
+    assert f"resuming from models/checkpoint.npz after epoch {done} of 4" in outputs[0]
+    assert _digest_line(outputs[0]) == _digest_line(outputs[1])
+    assert _max_difference(reference / "models/weights.npz", workdirs[0] / "models/weights.npz") < 1e-5
+
+
+def test_workers_started_with_other_params_all_stop_with_one_clear_error(tmp_path, prepared_dir):
+    chief = _workdir(tmp_path, prepared_dir, "worker0", train={"distribute": "multi_worker", "epochs": 1})
+    worker = _workdir(tmp_path, prepared_dir, "worker1", train={"distribute": "multi_worker", "epochs": 1, "batch_size": 50})
+    processes = _start_cluster([chief, worker])
+    _wait(processes)
+    assert [process.returncode for process in processes] == [1, 1]
+    for directory in (chief, worker):
+        message = (directory / "stderr.log").read_text().strip().splitlines()[-1]
+        assert "1 of 2 replicas were started with other params than the chief" in message, message
+        assert "every worker needs the same params.yaml" in message
+    assert not (chief / "models").exists()
