@@ -145,7 +145,8 @@ def describe(strategy: tf.distribute.Strategy | None) -> str:
         return "one device"
     resolver = strategy.cluster_resolver
     if resolver is not None and resolver.task_type is not None:
-        workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + len(resolver.cluster_spec().as_dict().get("chief", []))
+        jobs = resolver.cluster_spec().as_dict()
+        workers = len(jobs.get("chief", [])) + len(jobs.get("worker", []))
         role = "chief" if is_chief(strategy) else "not the chief: its files go to a temporary directory"
         return f"{strategy.num_replicas_in_sync} replicas on {workers} workers (this is {resolver.task_type} {resolver.task_id}, {role})"
     devices = ", ".join(device.split("device:")[-1] for device in strategy.extended.worker_devices)

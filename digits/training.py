@@ -119,23 +119,30 @@ class Trainer:
 
     def _epoch_graph(self, images, labels, order):
         size = tf.size(order)
-        num_steps = (size + self.batch_size - 1) // self.batch_size
-        loss_sum, correct, seen = tf.constant(0.0), tf.constant(0), tf.constant(0)
+
+        def train_batch(step):
+            batch = order[step * self.batch_size : tf.minimum((step + 1) * self.batch_size, size)]
+            loss, correct = self.train_step(tf.gather(images, batch), tf.gather(labels, batch))
+            return loss, tf.cast(correct, tf.float32), tf.cast(tf.size(batch), tf.float32)
+
+        return self._epoch_loop((size + self.batch_size - 1) // self.batch_size, train_batch)
+
+    def _epoch_loop(self, num_steps, train_batch):
+        """Run ``train_batch(step) -> (mean loss, correct, size)`` for every step, stopping at the first non-finite loss."""
+        loss_sum, correct, seen = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
         diverged_step, diverged_loss = tf.constant(-1), tf.constant(0.0)
         step = tf.constant(0)
         while step < num_steps and diverged_step < 0:
-            batch = order[step * self.batch_size : tf.minimum((step + 1) * self.batch_size, size)]
-            batch_loss, batch_correct = self.train_step(tf.gather(images, batch), tf.gather(labels, batch))
+            batch_loss, batch_correct, batch_size = train_batch(step)
             if tf.math.is_finite(batch_loss):
-                batch_size = tf.size(batch)
-                loss_sum += batch_loss * tf.cast(batch_size, tf.float32)
+                loss_sum += batch_loss * batch_size
                 correct += batch_correct
                 seen += batch_size
             else:
                 diverged_step, diverged_loss = step, batch_loss
             step += 1
-        seen_float = tf.cast(tf.maximum(seen, 1), tf.float32)
-        return loss_sum / seen_float, tf.cast(correct, tf.float32) / seen_float, diverged_step, diverged_loss
+        seen = tf.maximum(seen, 1.0)
+        return loss_sum / seen, correct / seen, diverged_step, diverged_loss
 
     def train_epoch(self, split: Split, order: np.ndarray) -> EpochResult:
         loss, accuracy, step, bad_loss = self._train_epoch(split.images, split.labels, order)
@@ -190,23 +197,12 @@ class DistributedTrainer(Trainer):
         return tf.reduce_sum(losses), tf.cast(count_correct(labels, logits), tf.float32), piece_size
 
     def _distributed_epoch_graph(self, iterator, num_steps):
-        loss_sum, correct, seen = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
-        diverged_step, diverged_loss = tf.constant(-1), tf.constant(0.0)
-        step = tf.constant(0)
-        while step < num_steps and diverged_step < 0:
-            images, labels = next(iterator)
-            per_replica = self.strategy.run(self.replica_step, args=(images, labels))
-            batch_loss_sum, batch_correct, batch_size = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica)
-            batch_loss = batch_loss_sum / batch_size
-            if tf.math.is_finite(batch_loss):
-                loss_sum += batch_loss_sum
-                correct += batch_correct
-                seen += batch_size
-            else:
-                diverged_step, diverged_loss = step, batch_loss
-            step += 1
-        seen = tf.maximum(seen, 1.0)
-        return loss_sum / seen, correct / seen, diverged_step, diverged_loss
+        def train_batch(step):
+            per_replica = self.strategy.run(self.replica_step, args=next(iterator))
+            loss_sum, correct, size = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica)
+            return loss_sum / size, correct, size
+
+        return self._epoch_loop(num_steps, train_batch)
 
     def train_epoch(self, split: Split, order: np.ndarray) -> EpochResult:
         images, labels = tf.constant(split.images), tf.constant(split.labels)
