@@ -51,7 +51,7 @@ def apply_overrides(params: dict, overrides: list[str]) -> dict:
     for override in overrides:
         key, value = override.split("=", 1)
         section, name = key.split(".")
-        params[section][name] = yaml.safe_load(value.replace(",", ", "))
+        params[section][name] = yaml.safe_load(value)
     return params
 
 

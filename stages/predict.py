@@ -38,21 +38,21 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=SAVED_MODEL)
     args = parser.parse_args()
 
-    # Preprocess every image, keeping each one's error
-    prepared, results = {}, []
+    # Preprocess every image, keeping each one's error; results stay in argument order
+    results, usable = [], []  # usable: (index into results, 28x28 image)
     for path in args.images:
+        results.append({"image": str(path)})
         try:
-            prepared[path] = to_mnist(load_grayscale(path), name=str(path))
+            usable.append((len(results) - 1, to_mnist(load_grayscale(path), name=str(path))))
         except PipelineError as error:
-            results.append({"image": str(path), "error": str(error)})
+            results[-1]["error"] = str(error)
 
     # Classify the usable ones in one batch
-    if prepared:
+    if usable:
         serve = load_classifier(args.model)
-        probabilities = serve(images=tf.constant(np.stack(list(prepared.values()))))["probabilities"].numpy()
-        for path, row in zip(prepared, probabilities):
-            results.append({"image": str(path), "digit": int(row.argmax()), "probability": round(float(row.max()), 6)})
-    results.sort(key=lambda result: [str(p) for p in args.images].index(result["image"]))
+        probabilities = serve(images=tf.constant(np.stack([image for _, image in usable])))["probabilities"].numpy()
+        for (index, _), row in zip(usable, probabilities):
+            results[index].update(digit=int(row.argmax()), probability=round(float(row.max()), 6))
 
     # Report
     for result in results:

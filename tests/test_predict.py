@@ -54,10 +54,11 @@ def _write_pictures(directory, images):
 def test_predict_reads_digits_in_both_polarities_and_any_size(trained, digits_test, tmp_path):
     images, labels = digits_test
     paths = _write_pictures(tmp_path, images)
-    result = run_stage("stages.predict", trained, "--json", *map(str, paths))
+    result = run_stage("stages.predict", trained, "--json", *map(str, paths), str(paths[0]))  # a repeated picture is answered again
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [a["image"] for a in answers] == [str(p) for p in paths]
+    assert [a["image"] for a in answers] == [str(p) for p in [*paths, paths[0]]]
+    assert answers.pop() == answers[0]
     predicted = np.array([a["digit"] for a in answers]).reshape(COUNT, 3)
     for variant in range(3):
         assert (predicted[:, variant] == labels).mean() >= 0.9, (variant, predicted[:, variant], labels)

@@ -3,14 +3,12 @@ and mirrored training on two CPU devices follows single-device training."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from digits.data import Split, load_split
-from digits.model import build_model
+from digits.model import build_model, weights_digest
 from digits.optimizers import make_optimizer
 from digits.params import load_params
 from digits.training import (DistributedTrainer, Trainer, TrainingDiverged, build_trainer, epoch_order, fit, per_example_loss,
@@ -30,10 +28,6 @@ def _trainer(train, strategy=None, **train_changes):
 def two_cpus():
     """MirroredStrategy over the two logical CPU devices conftest sets up."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-
-def _weights_hash(model) -> str:
-    return hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.parameters)).hexdigest()
 
 
 def test_one_training_step_lowers_the_batch_loss(prepared_dir):
@@ -78,8 +72,8 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(prepared_di
     first, history = _fit(prepared_dir, shuffle_seed=7)
     second, _ = _fit(prepared_dir, shuffle_seed=7)
     other, _ = _fit(prepared_dir, shuffle_seed=8)
-    assert _weights_hash(first.model) == _weights_hash(second.model)
-    assert _weights_hash(first.model) != _weights_hash(other.model)
+    assert weights_digest(first.model) == weights_digest(second.model)
+    assert weights_digest(first.model) != weights_digest(other.model)
     val_accuracy = [row[4] for row in history.rows]
     assert len(val_accuracy) == 3 and val_accuracy[0] < val_accuracy[-1] and val_accuracy[-1] > 0.7
 
@@ -95,7 +89,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_weights(prepared_dir
     messages = []
     fit(resumed, train=train, val=val, epochs=3, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=messages.append)
     assert "resuming" in messages[0] and "after epoch 1 of 3" in messages[0]
-    assert _weights_hash(resumed.model) == _weights_hash(uninterrupted.model)
+    assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
 
 def test_checkpoint_from_other_params_is_not_resumed(prepared_dir, tmp_path):
@@ -186,7 +180,7 @@ def test_mirrored_fit_resumes_and_guards_against_divergence(prepared_dir, two_cp
     resumed, _ = _trainer(train, two_cpus)
     history = fit(resumed, train=train, val=val, epochs=3, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=lambda line: None)
     assert [row[0] for row in history.rows] == [1, 2, 3]
-    assert _weights_hash(resumed.model) == _weights_hash(uninterrupted.model)
+    assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
     unscaled = Split(images=train.images * 255.0, labels=train.labels)
     diverging, _ = _trainer(train, two_cpus, loss="mse", lr=1e-3, lr_schedule="constant")
