@@ -10,7 +10,7 @@ RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
 .PHONY: setup repro test bench lock clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed .dvc/offline_plots.html
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required, found " + sys.version)'
@@ -18,14 +18,24 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt
 	touch $@
 
+# `dvc plots show` renders offline with this page template (.dvc/config names it).
+.dvc/offline_plots.html: $(VENV)/.installed digits/offline_plots.py
+	$(BIN)/python -m digits.offline_plots $@
+
 repro: setup
 	$(RUN) $(BIN)/dvc repro
 
 test: setup
 	$(RUN) $(BIN)/python -m pytest
 
-bench: setup
+# The speed benchmark against JAX and Keras fit; JAX comes from its own pinned file.
+bench: setup $(VENV)/.bench-installed
+	$(RUN) $(BIN)/dvc repro prepare
 	$(RUN) $(BIN)/python benchmarks/train_speed.py
+
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-bench.txt
+	touch $@
 
 # Re-pin the full dependency tree after editing requirements.in.
 lock:

@@ -27,12 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+from digits.runtime import tf  # noqa: E402
 from digits.data import load_split  # noqa: E402
 from digits.distribute import describe, make_strategy  # noqa: E402
 from digits.params import load_params  # noqa: E402

@@ -22,8 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import tensorflow as tf
 
+from digits.runtime import tf
 from digits.errors import PipelineError
 from digits.params import TrainParams
 

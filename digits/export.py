@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import tensorflow as tf
 from tensorflow.core.protobuf import fingerprint_pb2
 
+from digits.runtime import tf
 from digits.artifacts import atomic_path
 from digits.model import Mlp
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from digits.runtime import tf
 from digits.artifacts import save_npz, load_npz
 from digits.errors import PipelineError
 from digits.idx import NUM_CLASSES

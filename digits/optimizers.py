@@ -14,8 +14,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from digits.runtime import tf
 from digits.model import REPLICATED
 from digits.params import TrainParams
 

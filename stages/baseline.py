@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import keras
-import tensorflow as tf
+from digits.runtime import tf  # first, before keras imports TensorFlow: quiet start-up
 
-from digits.artifacts import write_json
+import keras  # noqa: E402
+
+from digits.artifacts import write_json  # noqa: E402
 from digits.data import load_split
 from digits.errors import run_main
 from digits.idx import NUM_CLASSES

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
 from digits.errors import PipelineError, run_main
 from digits.images import load_grayscale, to_mnist
 

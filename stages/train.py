@@ -16,8 +16,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import tensorflow as tf
+import numpy as np
 
+
+from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
 from digits.artifacts import write_csv, write_json
 from digits.data import load_split
 from digits.distribute import check_same_run, describe, make_strategy, output_root
@@ -71,7 +73,9 @@ def main() -> None:
         write_csv(root / HISTORY, HISTORY_COLUMNS, history.rows)
         last = history.as_dicts()[-1]
         write_json(root / METRICS, {"epochs": params.train.epochs, "parameters": model.count_parameters(),
-                                    **{key: value for key, value in last.items() if key != "epoch"}})
+                                    **{key: value for key, value in last.items() if key != "epoch"},
+                                    # the bits of every output depend on these (requirements.txt is a dep of this stage)
+                                    "tensorflow": tf.__version__, "numpy": np.__version__})
 
 
 if __name__ == "__main__":

@@ -60,6 +60,79 @@ def test_short_final_batch_is_trained_on(prepared_dir):
     assert int(trainer.optimizer.iterations.numpy()) == 7
 
 
+def _sgd_trainer(train, batch_size):
+    """A plain-SGD trainer at lr 1 (constant): the weight change of a step is exactly minus its gradient."""
+    params = load_params()
+    model = build_model(params.model.model_copy(update={"hidden": [64, 32]}))
+    settings = params.train.model_copy(update={"optimizer": "sgd", "lr": 1.0, "lr_schedule": "constant", "batch_size": batch_size})
+    return Trainer(model, make_optimizer(settings, model.parameters, steps_per_epoch=1), loss="cross_entropy", batch_size=batch_size)
+
+
+def test_padded_and_masked_batch_trains_like_the_short_batch(prepared_dir):
+    """The compiled epoch pads its short last batch to the static batch size; the mask must make that invisible."""
+    train = load_split("train", prepared_dir)
+    short, padded = _sgd_trainer(train, 100), _sgd_trainer(train, 100)
+    images, labels = train.images[:37], train.labels[:37]
+    padding = 100 - 37
+    padded_images = np.concatenate([images, train.images[500 : 500 + padding]])  # real digits: they must not count
+    padded_labels = np.concatenate([labels, train.labels[500 : 500 + padding]])
+    mask = tf.constant([1.0] * 37 + [0.0] * padding)
+
+    short_loss, short_correct = short.train_step(tf.constant(images), tf.constant(labels))
+    padded_loss, padded_correct = padded.train_step(tf.constant(padded_images), tf.constant(padded_labels), mask)
+
+    assert float(padded_loss) == pytest.approx(float(short_loss), rel=1e-6)
+    assert int(padded_correct) == int(short_correct)
+    for a, b in zip(short.model.parameters, padded.model.parameters):  # lr 1: equal weights <=> equal gradients
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+    initial = build_model(load_params().model.model_copy(update={"hidden": [64, 32]}))
+    moved = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(short.model.parameters, initial.parameters))
+    assert moved > 1e-3  # the step did train: equality is not two untouched models
+
+
+def test_compiled_epoch_matches_an_eager_loop_over_unpadded_batches(prepared_dir):
+    """2000 images in batches of 300: six full batches and a short one of 200, as a Python loop would cut them."""
+    train = load_split("train", prepared_dir)
+    compiled, eager = _sgd_trainer(train, 300), _sgd_trainer(train, 300)
+    for variable in [*compiled.model.parameters, *eager.model.parameters]:
+        variable.assign(variable * 0.5)  # lr 1 on the default init would be too hot for 7 steps
+    order = epoch_order(len(train), seed=3, epoch=1)
+    result = compiled.train_epoch(train, order)
+    losses, correct = [], 0
+    for start in range(0, len(order), 300):
+        batch = order[start : start + 300]
+        loss, batch_correct = eager.train_step(tf.constant(train.images[batch]), tf.constant(train.labels[batch]))
+        losses.append(float(loss) * len(batch))
+        correct += int(batch_correct)
+    assert result.diverged_step == -1
+    assert result.loss == pytest.approx(sum(losses) / len(order), rel=1e-5)
+    assert result.accuracy == pytest.approx(correct / len(order), abs=1e-6)
+    assert int(compiled.optimizer.iterations.numpy()) == int(eager.optimizer.iterations.numpy()) == 7
+    max_difference = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(compiled.model.parameters, eager.model.parameters))
+    assert max_difference < 1e-5
+
+
+@pytest.mark.parametrize("bad_step", [0, 3, 6])  # 6: the short, padded last batch
+def test_divergence_guard_stops_at_the_step_whose_batch_went_bad(prepared_dir, bad_step):
+    train = load_split("train", prepared_dir)
+    trainer = _sgd_trainer(train, 300)
+    order = epoch_order(len(train), seed=3, epoch=1)
+    images = train.images.copy()
+    images[order[bad_step * 300 + 5], 100] = np.inf  # one pixel of one image of that batch
+    result = trainer.train_epoch(Split(images=images, labels=train.labels), order)
+    assert result.diverged_step == bad_step and not np.isfinite(result.diverged_loss)
+    assert int(trainer.optimizer.iterations.numpy()) == bad_step + 1  # stopped there: no step after it ran
+
+
+def test_compiled_epoch_traces_once_per_trainer(prepared_dir):
+    train = load_split("train", prepared_dir)
+    trainer = _sgd_trainer(train, 128)
+    half = Split(images=train.images[:1000], labels=train.labels[:1000])
+    for epoch, split in enumerate([train, train, half, train], start=1):
+        trainer.train_epoch(split, epoch_order(len(split), seed=0, epoch=epoch))
+    assert trainer._train_epoch.experimental_get_tracing_count() == 1
+
+
 def _fit(prepared_dir, shuffle_seed, **kwargs):
     train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
     trainer, settings = _trainer(train)
