@@ -8,6 +8,7 @@ user never has to read a traceback to learn that a key is misspelt.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -17,16 +18,18 @@ class PipelineError(Exception):
     """An error the user can fix: the message says what and where."""
 
 
-def run_main(main: Callable[[], None]) -> NoReturn:
+def run_main(main: Callable[[], None], *, has_outputs: bool = True) -> NoReturn:
     """Run a stage's ``main()``, mapping known failures to clean exits.
 
     PipelineError -> message on stderr, exit 1; Ctrl-C -> exit 130. Anything
-    else is a bug and keeps its traceback.
+    else is a bug and keeps its traceback. Under ``dvc repro`` (DVC sets
+    DVC_STAGE), DVC has already removed a stage's previous outputs when its
+    command fails, so the message says how to get them back.
     """
     try:
         main()
     except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}{restore_hint() if has_outputs else ''}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         # Outputs are renamed into place only when complete, so nothing is half-written;
@@ -34,3 +37,12 @@ def run_main(main: Callable[[], None]) -> NoReturn:
         print("interrupted: no output was half-written; run again to resume", file=sys.stderr)
         sys.exit(130)
     sys.exit(0)
+
+
+def restore_hint() -> str:
+    """What to tell a user whose stage failed under DVC, which removed the stage's outputs before running it."""
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return ""
+    return (f" (DVC removed the previous outputs of stage '{stage}' before running it; "
+            f"`dvc checkout {stage}` brings back the ones recorded in dvc.lock)")

@@ -66,6 +66,24 @@ def read_idx(path: Path) -> np.ndarray:
     return read_idx_bytes(raw, name=str(path))
 
 
+def read_idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, reading only the header (a few bytes, even of a .gz).
+
+    What params checks need (how many images are there?) without loading the data.
+    """
+    path = Path(path)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as file:
+            magic = file.read(4)
+            if len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] == UNSIGNED_BYTE and magic[3] >= 1:
+                dims = file.read(4 * magic[3])
+                if len(dims) == 4 * magic[3]:
+                    return tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    except (OSError, EOFError, zlib.error) as error:
+        raise IdxError(f"{path}: corrupt or unreadable ({error})") from None
+    raise IdxError(f"{path}: not an IDX file of unsigned bytes (bad or truncated header)")
+
+
 def find_idx_file(raw_dir: Path, stem: str) -> Path:
     """The file for ``stem`` in ``raw_dir``, gzipped or plain."""
     for candidate in (raw_dir / f"{stem}.gz", raw_dir / stem):

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from digits.errors import PipelineError, run_main
+from digits.idx import TEST_LABELS, TRAIN_LABELS, find_idx_file, read_idx_shape
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -150,11 +151,36 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     return parse_params(raw, source=str(path))
 
 
+def check_against_raw_data(data: DataParams) -> None:
+    """The sizes in ``data`` against the image counts in the raw files' headers (a few bytes read).
+
+    Run by the check_params stage, before DVC removes any stage's outputs:
+    ``data.val_size: 60000`` used to pass here and fail only in prepare,
+    after DVC had already removed data/prepared/.
+    """
+    raw_dir = Path(data.raw_dir)
+    if not raw_dir.is_dir():
+        raise ParamsError(f"data.raw_dir = {data.raw_dir!r}: directory not found")
+    train_file, test_file = find_idx_file(raw_dir, TRAIN_LABELS), find_idx_file(raw_dir, TEST_LABELS)
+    train_count, test_count = read_idx_shape(train_file)[0], read_idx_shape(test_file)[0]
+    problems = []
+    if data.val_size >= train_count:
+        problems.append(f"data.val_size = {data.val_size}: must be at most {train_count - 1} ({train_file} holds {train_count:,} training images)")
+    elif data.train_size is not None and data.train_size > train_count - data.val_size:
+        problems.append(f"data.train_size = {data.train_size}: at most {train_count - data.val_size} "
+                        f"({train_file} holds {train_count:,} training images, data.val_size takes {data.val_size:,}), or null for all")
+    if data.test_size is not None and data.test_size > test_count:
+        problems.append(f"data.test_size = {data.test_size}: at most {test_count} ({test_file} holds {test_count:,} test images), or null for all")
+    if problems:
+        raise ParamsError("params.yaml: " + "; ".join(problems))
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else PARAMS_FILE
-    load_params(path)
+    params = load_params(path)
+    check_against_raw_data(params.data)
     print(f"{path}: ok")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, has_outputs=False)

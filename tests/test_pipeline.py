@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
+DVC = str(BIN / "dvc")
+GIT_USER = ["-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def tf_version() -> str:
+    from digits.runtime import tf
+
+    return tf.__version__
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -43,12 +53,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["data"].update(val_size=500, train_size=2000, test_size=1000)
     params["train"].update(epochs=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run([sys.executable, "-m", "digits.offline_plots"], repo)  # what `make setup` does; git-ignored
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "slice"], repo)
-    _run([str(BIN / "dvc"), "repro"], repo)
+    _run(["git", *GIT_USER, "commit", "-qm", "slice"], repo)
+    _run([DVC, "repro"], repo)
     _run(["git", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], repo)
+    _run(["git", *GIT_USER, "commit", "-qm", "repro"], repo)
     return repo
 
 
@@ -57,20 +68,21 @@ def test_repro_writes_metrics_that_dvc_reads(repo):
     assert 0.5 < evaluate["accuracy"] <= 1 and evaluate["loss"] > 0 and evaluate["examples"] == 1000
     train = json.loads((repo / "metrics/train.json").read_text())
     assert train["epochs"] == 2 and train["parameters"] == 235146
-    shown = json.loads(_run([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout)
+    assert train["tensorflow"] == tf_version() and train["numpy"] == np.__version__
+    shown = json.loads(_run([DVC, "metrics", "show", "--json"], repo).stdout)
     metrics = next(iter(shown.values()))["data"]
     assert metrics["metrics/evaluate.json"]["data"]["accuracy"] == evaluate["accuracy"]
 
 
 def test_forced_repro_is_byte_identical(repo):
     lock_before = (repo / "dvc.lock").read_text()
-    _run([str(BIN / "dvc"), "repro", "-f"], repo)
+    _run([DVC, "repro", "-f"], repo)
     assert (repo / "dvc.lock").read_text() == lock_before
     assert _run(["git", "status", "--porcelain"], repo).stdout == ""
 
 
 def test_plots_show_renders_html_with_every_plot(repo):
-    result = _run([str(BIN / "dvc"), "plots", "show", "--out", "plots_html"], repo)
+    result = _run([DVC, "plots", "show", "--out", "plots_html"], repo)
     page = (repo / "plots_html" / "index.html").read_text()
     for title in ("Loss per epoch", "Accuracy per epoch", "Test confusion matrix", "misclassified.png"):
         assert title in page, title
@@ -81,8 +93,85 @@ def test_params_typo_fails_repro_even_when_no_tracked_param_changed(repo):
     original = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(original + "trian:\n  epochs: 3\n")
     try:
-        result = _run([str(BIN / "dvc"), "repro"], repo, check=False)
+        result = _run([DVC, "repro"], repo, check=False)
         assert result.returncode != 0
         assert "trian: unknown section" in result.stderr + result.stdout
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+def test_a_size_the_data_cannot_satisfy_fails_before_dvc_removes_the_prepared_data(repo):
+    original = (repo / "params.yaml").read_text()
+    prepared = {path.name: path.read_bytes() for path in (repo / "data" / "prepared").iterdir()}
+    params = yaml.safe_load(original)
+    params["data"]["val_size"] = 60000
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = _run([DVC, "repro"], repo, check=False)
+        assert result.returncode != 0
+        assert "data.val_size = 60000: must be at most 59999" in result.stderr and "60,000 training images" in result.stderr
+        assert {path.name: path.read_bytes() for path in (repo / "data" / "prepared").iterdir()} == prepared
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def test_a_library_version_change_reruns_the_stages_whose_bits_depend_on_it(repo):
+    original = (repo / "requirements.txt").read_text()
+    (repo / "requirements.txt").write_text(original.replace("tensorflow==", "tensorflow>="))
+    try:
+        changed = set(json.loads(_run([DVC, "status", "--json"], repo).stdout))
+        assert {"train", "evaluate", "baseline"} <= changed and "prepare" not in changed
+    finally:
+        (repo / "requirements.txt").write_text(original)
+    assert _run([DVC, "status", "--json"], repo).stdout.strip() == "{}"
+
+
+def test_a_fresh_clone_pulls_the_models_from_a_shared_remote_without_training(repo, tmp_path):
+    remote = tmp_path / "remote"
+    _run([DVC, "remote", "add", "--local", "-d", "shared", str(remote)], repo)  # .dvc/config.local: nothing machine-specific in git
+    _run([DVC, "push"], repo)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    _run([DVC, "remote", "add", "--local", "-d", "shared", str(remote)], clone)
+    _run([DVC, "pull"], clone)
+    pushed = [path for folder in ("models", "data/prepared") for path in sorted((repo / folder).rglob("*")) if path.is_file()]
+    assert any(path.name == "saved_model.pb" for path in pushed) and any(path.name == "train.npz" for path in pushed)
+    for path in pushed:
+        assert (clone / path.relative_to(repo)).read_bytes() == path.read_bytes(), path
+    assert json.loads(_run([DVC, "status", "--json"], clone).stdout) == {}
+    assert _run(["git", "status", "--porcelain"], clone).stdout == ""
+
+
+def test_the_model_is_a_registered_artifact_fetchable_by_version_tag(repo, tmp_path):
+    artifacts = yaml.safe_load((repo / "dvc.yaml").read_text())["artifacts"]
+    assert artifacts["mnist-mlp"]["type"] == "model" and artifacts["mnist-mlp"]["path"] == "models/saved_model"
+    listed = json.loads(_run([DVC, "ls", "--json", str(repo), "models"], tmp_path).stdout)
+    assert any(entry["path"] == "saved_model" and entry["isout"] for entry in listed)
+
+    _run([DVC, "remote", "add", "--local", "-d", "-f", "shared", str(tmp_path / "remote")], repo)
+    _run([DVC, "push"], repo)
+    _run(["git", *GIT_USER, "tag", "-a", "mnist-mlp@v1.0.0", "-m", "Release mnist-mlp v1.0.0"], repo)
+    fetched = tmp_path / "fetched"
+    # the remote is in the repo's git-ignored config.local here, so hand it over; a committed remote needs no --config
+    _run([DVC, "artifacts", "get", str(repo), "mnist-mlp", "--rev", "v1.0.0", "--config", str(repo / ".dvc/config.local"),
+          "-o", str(fetched)], tmp_path)
+    assert (fetched / "saved_model.pb").read_bytes() == (repo / "models/saved_model/saved_model.pb").read_bytes()
+
+
+def test_plots_page_needs_no_network(repo, tmp_path):
+    _run([DVC, "plots", "show", "--out", str(tmp_path / "page")], repo)
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)  # every script is inline
+    assert "window.vegaEmbed" in page and "Test errors only" in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_plots_page_renders_every_chart_in_a_browser_without_network(repo, tmp_path):
+    _run([DVC, "plots", "show", "--out", str(tmp_path / "page")], repo)
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=20000", "--dump-dom", (tmp_path / "page" / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=180).stdout
+    charts = re.findall(r'<(?:canvas|svg)[^>]*class="marks"', dom)
+    assert len(charts) >= 4, dom[-2000:]  # Loss, Accuracy, Confusion, Errors
