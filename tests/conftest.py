@@ -78,9 +78,9 @@ def write_params(directory: Path, params: dict) -> Path:
     return path
 
 
-def run_stage(module: str, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m <module>`` in ``cwd`` with the project importable."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_stage(module: str, cwd: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m <module>`` in ``cwd`` with the project importable (and ``env`` added to the environment)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

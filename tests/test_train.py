@@ -94,6 +94,21 @@ def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
     assert not (workdir / "models").exists()
 
 
+def test_same_thread_count_same_bits_another_count_float_rounding(tmp_path, prepared_dir):
+    """The README's promise for sweeps. The default net and batch: its first-layer weight gradient
+    (784 x 128 x 256) is the matmul whose rounding depends on the thread count."""
+    runs = {}
+    for name, threads in (("two", "2"), ("two_again", "2"), ("one", "1")):
+        workdir = _workdir(tmp_path, prepared_dir, name, model={"hidden": [256, 128]}, train={"batch_size": 128})
+        result = run_stage("stages.train", workdir, env={"TF_NUM_INTRAOP_THREADS": threads})
+        assert result.returncode == 0, result.stderr
+        runs[name] = workdir / "models/weights.npz"
+    assert _digest(runs["two"]) == _digest(runs["two_again"])
+    difference = _max_difference(runs["two"], runs["one"])
+    print(f"1 vs 2 intra-op threads: max |weight difference| {difference:.3g}")
+    assert difference < 1e-4
+
+
 # ------------------------------------------------------------ tf.distribute
 
 
