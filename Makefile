@@ -44,4 +44,4 @@ lock:
 	/tmp/digits-lock/bin/pip freeze --exclude-editable > requirements.txt
 
 clean:
-	rm -rf $(VENV) data/prepared models dvc_plots
+	rm -rf $(VENV) data/prepared models dvc_plots .dvc/offline_plots.html

@@ -91,7 +91,12 @@ def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
     result = run_stage("stages.train", workdir)
     assert result.returncode == 1
     assert "data/prepared/train.npz: images must be a 2-D float32 array (N, pixels), got float64" in result.stderr
+    assert "dvc checkout" not in result.stderr  # run by hand: nothing was removed
     assert not (workdir / "models").exists()
+
+    under_dvc = run_stage("stages.train", workdir, env={"DVC_STAGE": "train"})  # as dvc repro runs it, after removing outputs
+    assert under_dvc.returncode == 1 and len(under_dvc.stderr.strip().splitlines()) == 1
+    assert "DVC removed the previous outputs of stage 'train'" in under_dvc.stderr and "`dvc checkout train`" in under_dvc.stderr
 
 
 def test_same_thread_count_same_bits_another_count_float_rounding(tmp_path, prepared_dir):
