@@ -190,8 +190,9 @@ def jax_contender(layer_sizes: list[int], batch: int, train):
 
 def worker(name: str, layer_sizes: list[int], batch: int) -> None:
     """Build one contender, warm it up, then time one epoch per line read from stdin."""
+    import digits.runtime  # noqa: F401 - adds the project's XLA flags (unless XLA_FLAGS names them) before JAX or TensorFlow compiles
     from digits.data import load_split
-    from digits.training import steps_per_epoch  # noqa: F401 - also sets the project's XLA flags, unless told not to
+    from digits.training import steps_per_epoch
 
     train = load_split("train")
     if name in NEEDS_JAX:
