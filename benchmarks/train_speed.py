@@ -6,7 +6,8 @@ one), batch (128), prepared MNIST (``data/prepared/train.npz``: run
 
 - eager: the seeds' loop, a Python for over batches, GradientTape, assign_sub
 - tf.function per step: the same step compiled, still one Python call a batch
-- this project: digits.training.Trainer, one XLA-compiled call per epoch
+- this project: digits.training.Trainer, one XLA-compiled call per epoch; and
+  the same with XLA's default flags instead of digits.runtime's
 - keras fit: ``model.fit`` on the equivalent keras.Sequential
 - jax: a ``jax.jit`` epoch, ``lax.fori_loop`` over the full batches, each step
   gathering its batch from the epoch's permutation (the idiomatic fast JAX
@@ -49,15 +50,16 @@ USERS_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # before digits.runtime adds 
 
 LR = 0.1
 PROJECT = "this project (XLA epoch)"
+PROJECT_DEFAULT_FLAGS = "this project, XLA's default flags"
 KERAS = "keras model.fit"
 JAX = "jax.jit epoch (default flags)"
 JAX_PROJECT_FLAGS = "jax.jit epoch (project's flags)"
 LIMIT = "limit: matmuls only (project's flags)"
 LIMIT_DEFAULT = "limit: matmuls only (default flags)"
-CONTENDERS = ["eager per step (seeds)", "tf.function per step", PROJECT, KERAS, JAX, JAX_PROJECT_FLAGS, LIMIT, LIMIT_DEFAULT]
+CONTENDERS = ["eager per step (seeds)", "tf.function per step", PROJECT, PROJECT_DEFAULT_FLAGS, KERAS, JAX, JAX_PROJECT_FLAGS, LIMIT, LIMIT_DEFAULT]
 NEEDS_JAX = {JAX, JAX_PROJECT_FLAGS}
 # Contenders that must not get this project's XLA flags (digits.xla sets them on import of digits.training).
-DEFAULT_FLAGS = {JAX, LIMIT_DEFAULT}
+DEFAULT_FLAGS = {JAX, LIMIT_DEFAULT, PROJECT_DEFAULT_FLAGS}
 
 
 def matmul_flops_per_example(layer_sizes: list[int]) -> int:
@@ -83,7 +85,7 @@ def tensorflow_contender(name: str, layer_sizes: list[int], batch: int, train):
     steps = steps_per_epoch(len(train), batch)
     images, labels = tf.constant(train.images), tf.constant(train.labels)
 
-    if name == PROJECT:
+    if name in (PROJECT, PROJECT_DEFAULT_FLAGS):
         model = build_model(model_params)
         trainer = Trainer(model, make_optimizer(train_params, model.parameters, steps_per_epoch=steps), loss="cross_entropy", batch_size=batch)
         return lambda epoch: trainer.train_epoch(train, epoch_order(len(train), seed=0, epoch=epoch))

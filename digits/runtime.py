@@ -24,10 +24,12 @@ splitting each over two cores costs more in hand-offs than it gains. With
 ``--xla_cpu_multi_thread_eigen=false`` each matmul runs whole on one thread
 and XLA's executor runs the independent ones side by side (each layer's
 weight gradient beside its input gradient). On the 2-core machine that made
-an epoch of the default net 0.51 s instead of 0.57 s; for a 784-1024-1024-10
-net, whose matmuls are big enough to split well, the two settings measured
-within noise of each other (``python benchmarks/train_speed.py`` times both
-for JAX and for the matmul limit). A flag already set in ``XLA_FLAGS`` wins. Results do not depend on this flag, but they do on the number of
+an epoch of the default net 0.55 s instead of 0.60 s. A 784-1024-1024-10
+net's matmuls are big enough to split well, and there XLA's default was as
+fast or faster (4.64 s against 5.10 s in one run): ``python
+benchmarks/train_speed.py [--hidden ...]`` times both. A flag already set in
+``XLA_FLAGS`` wins, so ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=true``
+restores XLA's default. Results do not depend on this flag, but they do on the number of
 intra-op threads (cores, or ``TF_NUM_INTRAOP_THREADS``): see the README's
 "Speed" section.
 """
