@@ -30,8 +30,8 @@ class IdxError(PipelineError):
     """A raw data file is missing, corrupt or not what it claims to be."""
 
 
-def read_idx_bytes(raw: bytes, *, name: str) -> np.ndarray:
-    """Parse the bytes of one IDX file into a uint8 array of its declared shape."""
+def parse_idx_header(raw: bytes, *, name: str) -> tuple[tuple[int, ...], int]:
+    """(declared shape, header size in bytes) from the start of an IDX file; ``raw`` may hold just the header."""
     if len(raw) < 4:
         raise IdxError(f"{name}: file is {len(raw)} bytes, too short for an IDX header")
     zero1, zero2, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
@@ -44,7 +44,12 @@ def read_idx_bytes(raw: bytes, *, name: str) -> np.ndarray:
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise IdxError(f"{name}: truncated header: {ndim} dimensions need {header_size} bytes, file has {len(raw)}")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    return tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)), header_size
+
+
+def read_idx_bytes(raw: bytes, *, name: str) -> np.ndarray:
+    """Parse the bytes of one IDX file into a uint8 array of its declared shape."""
+    shape, header_size = parse_idx_header(raw, name=name)
     expected = int(np.prod(shape, dtype=np.int64))
     actual = len(raw) - header_size
     if actual != expected:
@@ -74,14 +79,12 @@ def read_idx_shape(path: Path) -> tuple[int, ...]:
     path = Path(path)
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as file:
-            magic = file.read(4)
-            if len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] == UNSIGNED_BYTE and magic[3] >= 1:
-                dims = file.read(4 * magic[3])
-                if len(dims) == 4 * magic[3]:
-                    return tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+            head = file.read(4)
+            if len(head) == 4:
+                head += file.read(4 * head[3])
     except (OSError, EOFError, zlib.error) as error:
         raise IdxError(f"{path}: corrupt or unreadable ({error})") from None
-    raise IdxError(f"{path}: not an IDX file of unsigned bytes (bad or truncated header)")
+    return parse_idx_header(head, name=str(path))[0]
 
 
 def find_idx_file(raw_dir: Path, stem: str) -> Path:

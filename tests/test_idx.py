@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import RAW_MNIST, write_idx, write_raw_dir
-from digits.idx import IdxError, load_raw_dataset, read_idx, read_idx_bytes, verify_checksums
+from digits.idx import IdxError, load_raw_dataset, read_idx, read_idx_bytes, read_idx_shape, verify_checksums
 
 
 def test_shipped_mnist_has_the_documented_shapes_and_label_counts():
@@ -39,6 +39,19 @@ def test_directory_of_plain_files_loads(tmp_path):
     data = load_raw_dataset(write_raw_dir(tmp_path / "raw", gzipped=False))
     assert data["train_images"].shape == (60, 28, 28)
     assert data["test_labels"].tolist() == [i % 10 for i in range(20)]
+
+
+def test_header_shape_is_read_without_the_data(tmp_path):
+    assert read_idx_shape(RAW_MNIST / "train-images-idx3-ubyte.gz") == (60000, 28, 28)
+    assert read_idx_shape(RAW_MNIST / "t10k-labels-idx1-ubyte.gz") == (10000,)
+    plain = write_idx(tmp_path / "labels", np.arange(7))
+    assert read_idx_shape(plain) == (7,)
+    bad = write_idx(tmp_path / "bad.gz", np.zeros((3, 2, 2)), magic=b"\x00\x00\x0d\x03")
+    with pytest.raises(IdxError, match=r"bad.gz: wrong magic number 0x00000d03: data type 0x0d is not unsigned byte"):
+        read_idx_shape(bad)
+    (tmp_path / "stub").write_bytes(b"\x00")
+    with pytest.raises(IdxError, match="stub: file is 1 bytes, too short for an IDX header"):
+        read_idx_shape(tmp_path / "stub")
 
 
 def test_wrong_magic_number_is_named(tmp_path):
