@@ -21,6 +21,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digits.params import parse_yaml  # noqa: E402
 
 # name: (what the seed did, the accuracy it reported, the overrides)
 RECIPES: dict[str, tuple[str, str, list[str]]] = {
@@ -51,7 +54,7 @@ def apply_overrides(params: dict, overrides: list[str]) -> dict:
     for override in overrides:
         key, value = override.split("=", 1)
         section, name = key.split(".")
-        params[section][name] = yaml.safe_load(value)
+        params[section][name] = parse_yaml(value)  # as dvc exp run -S reads it: 2e-05 is a float
     return params
 
 

@@ -12,7 +12,7 @@ strategy's scope they are mirrored on every replica (digits.distribute).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +49,19 @@ class Mlp(tf.Module):
         """[W0, b0, W1, b1, ...]: the order gradients and optimizer slots follow."""
         return [variable for pair in zip(self.weights, self.biases) for variable in pair]
 
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Logits (N, 10) for scaled, flattened images (N, 784)."""
+    def __call__(self, images: tf.Tensor, *, layer_input: Callable[[tf.Tensor, int], tf.Tensor] | None = None) -> tf.Tensor:
+        """Logits (N, 10) for scaled, flattened images (N, 784).
+
+        ``layer_input(x, i)``, if given, transforms what enters layer ``i``
+        (the pixels for i = 0, a hidden activation after): training passes
+        dropout here; evaluation and the exported model pass nothing.
+        """
         activation = ACTIVATIONS[self.activation]
         hidden = images
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if layer_input is not None:
+                hidden = layer_input(hidden, i)
             hidden = tf.matmul(hidden, weight) + bias
             if i < last:
                 hidden = activation(hidden)
@@ -105,6 +112,10 @@ def initial_arrays(layer_sizes: Sequence[int], params: ModelParams) -> list[np.n
         elif params.init == "uniform":
             low, high = params.init_range
             weight = tf.random.stateless_uniform(shape, seed=seed, minval=low, maxval=high)
+        elif params.init == "he":
+            # Keras' he_normal: truncated at 2 stddev, the stddev corrected for the truncation
+            stddev = float(np.sqrt(2.0 / fan_in)) / 0.87962566103423978
+            weight = tf.random.stateless_truncated_normal(shape, seed=seed, stddev=stddev)
         else:  # glorot (uniform), Keras' default for Dense
             limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
             weight = tf.random.stateless_uniform(shape, seed=seed, minval=-limit, maxval=limit)

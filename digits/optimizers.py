@@ -23,13 +23,24 @@ EPSILON = 1e-7
 
 
 class LearningRate:
-    """lr as a function of the global step: constant, exponential per epoch, or cosine to 0."""
+    """lr as a function of the global step: an optional linear warm-up, then constant, exponential per epoch, or cosine to 0.
 
-    def __init__(self, *, lr: float, schedule: str, decay_rate: float, steps_per_epoch: int, total_steps: int) -> None:
-        self.lr, self.schedule, self.decay_rate = lr, schedule, decay_rate
-        self.steps_per_epoch, self.total_steps = max(1, steps_per_epoch), max(1, total_steps)
+    During ``warmup_steps`` the rate climbs linearly to ``lr`` (step k gets
+    lr * (k + 1) / warmup_steps); the schedule then runs over the remaining
+    steps, so cosine still reaches 0 at the last step.
+    """
+
+    def __init__(self, *, lr: float, schedule: str, decay_rate: float, steps_per_epoch: int, total_steps: int, warmup_steps: int = 0) -> None:
+        self.lr, self.schedule, self.decay_rate, self.warmup_steps = lr, schedule, decay_rate, warmup_steps
+        self.steps_per_epoch, self.total_steps = max(1, steps_per_epoch), max(1, total_steps - warmup_steps)
 
     def __call__(self, step: tf.Tensor) -> tf.Tensor:
+        if self.warmup_steps == 0:
+            return self.scheduled(step)
+        warming = tf.cast(step + 1, tf.float32) * (self.lr / self.warmup_steps)
+        return tf.where(step < self.warmup_steps, warming, self.scheduled(step - self.warmup_steps))
+
+    def scheduled(self, step: tf.Tensor) -> tf.Tensor:
         step = tf.cast(step, tf.float32)
         if self.schedule == "exponential":
             return self.lr * tf.pow(self.decay_rate, step / self.steps_per_epoch)
@@ -40,12 +51,21 @@ class LearningRate:
 
 
 class Optimizer:
-    """Base class: owns the step counter and per-variable slots."""
+    """Base class: owns the step counter, per-variable slots and weight decay.
+
+    Weight decay applies to weight matrices only, never to biases. For SGD,
+    momentum and RMSprop it is L2 regularisation, coupled to the gradient
+    (g += weight_decay * W, the gradient of weight_decay/2 * |W|^2); Adam
+    decouples it as AdamW does (W -= lr * weight_decay * W before the Adam
+    step), because L2 through Adam's per-weight scaling barely regularises
+    (Loshchilov & Hutter 2019).
+    """
 
     slot_names: tuple[str, ...] = ()
+    decoupled_weight_decay = False
 
-    def __init__(self, variables: Sequence[tf.Variable], learning_rate: LearningRate) -> None:
-        self.learning_rate = learning_rate
+    def __init__(self, variables: Sequence[tf.Variable], learning_rate: LearningRate, *, weight_decay: float = 0.0) -> None:
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations", aggregation=REPLICATED)
         self.slots = {
             slot: [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{slot}_{i}", aggregation=REPLICATED) for i, v in enumerate(variables)]
@@ -60,6 +80,11 @@ class Optimizer:
     def apply(self, gradients: Sequence[tf.Tensor], variables: Sequence[tf.Variable]) -> None:
         lr = self.learning_rate(self.iterations)
         for i, (gradient, variable) in enumerate(zip(gradients, variables)):
+            if self.weight_decay and variable.shape.rank == 2:  # a weight matrix
+                if self.decoupled_weight_decay:
+                    variable.assign_sub(lr * self.weight_decay * variable)
+                else:
+                    gradient = gradient + self.weight_decay * variable
             self.update(i, gradient, variable, lr)
         self.iterations.assign_add(1)
 
@@ -87,18 +112,22 @@ class Sgd(Optimizer):
 
 
 class Momentum(Optimizer):
-    """m = mu * m + g;  w -= lr * m (heavy-ball momentum)."""
+    """m = mu * m + g;  w -= lr * m (heavy-ball momentum), or w -= lr * (g + mu * m) with Nesterov's look-ahead.
+
+    The Nesterov form is Sutskever et al.'s (2013) reformulation, the one
+    Keras' SGD(nesterov=True) and PyTorch use.
+    """
 
     slot_names = ("momentum",)
 
-    def __init__(self, variables, learning_rate, *, momentum: float) -> None:
-        super().__init__(variables, learning_rate)
-        self.momentum = momentum
+    def __init__(self, variables, learning_rate, *, momentum: float, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+        super().__init__(variables, learning_rate, weight_decay=weight_decay)
+        self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, i, gradient, variable, lr):
         velocity = self.slots["momentum"][i]
         velocity.assign(self.momentum * velocity + gradient)
-        variable.assign_sub(lr * velocity)
+        variable.assign_sub(lr * (gradient + self.momentum * velocity) if self.nesterov else lr * velocity)
 
 
 class RmsProp(Optimizer):
@@ -118,6 +147,7 @@ class Adam(Optimizer):
 
     slot_names = ("m", "v")
     beta_1, beta_2 = 0.9, 0.999
+    decoupled_weight_decay = True
 
     def update(self, i, gradient, variable, lr):
         m, v = self.slots["m"][i], self.slots["v"][i]
@@ -136,8 +166,9 @@ def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, ste
         decay_rate=params.lr_decay_rate,
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * params.epochs,
+        warmup_steps=steps_per_epoch * params.warmup_epochs,
     )
     if params.optimizer == "momentum":
-        return Momentum(variables, learning_rate, momentum=params.momentum)
+        return Momentum(variables, learning_rate, momentum=params.momentum, nesterov=params.nesterov, weight_decay=params.weight_decay)
     optimizer_class = {"sgd": Sgd, "rmsprop": RmsProp, "adam": Adam}[params.optimizer]
-    return optimizer_class(variables, learning_rate)
+    return optimizer_class(variables, learning_rate, weight_decay=params.weight_decay)

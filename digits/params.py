@@ -24,6 +24,8 @@ PARAMS_FILE = Path("params.yaml")
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]
+Rate = Annotated[float, Field(ge=0, lt=1)]  # a probability or fraction: 0 is off
+Strength = Annotated[float, Field(ge=0)]
 
 
 class ParamsError(PipelineError):
@@ -59,7 +61,7 @@ class DataParams(Section):
 class ModelParams(Section):
     hidden: list[PositiveInt]
     activation: Literal["relu", "sigmoid", "tanh"]
-    init: Literal["truncated_normal", "uniform", "glorot"]
+    init: Literal["truncated_normal", "uniform", "glorot", "he"]
     init_stddev: Annotated[float, Field(gt=0)]
     init_range: list[float] = Field(min_length=2, max_length=2)
     init_seed: Seed
@@ -82,6 +84,37 @@ class TrainParams(Section):
     shuffle_seed: Seed
     distribute: Literal["none", "mirrored", "multi_worker"]
     devices: PositiveInt | None
+    # what long runs need (all off by default)
+    nesterov: bool
+    warmup_epochs: Annotated[int, Field(ge=0)]
+    weight_decay: Annotated[float, Field(ge=0, lt=1)]
+    max_norm: Annotated[float, Field(gt=0)] | None
+    label_smoothing: Rate
+    dropout_input: Rate
+    dropout_hidden: Rate
+    dropout_seed: Seed
+    keep: Literal["last", "best"]
+    patience: PositiveInt | None
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs = {self.warmup_epochs}: must be less than train.epochs ({self.epochs})")
+        if self.nesterov and self.optimizer != "momentum":
+            raise ValueError(f"nesterov = true: applies to optimizer momentum only (train.optimizer is {self.optimizer})")
+        return self
+
+
+class AugmentParams(Section):
+    """Random distortions of each training image; every strength 0 is off (digits.augment)."""
+
+    seed: Seed
+    rotation: Annotated[float, Field(ge=0, le=180)]
+    scale: Annotated[float, Field(ge=0, lt=1)]
+    shift: Annotated[float, Field(ge=0, le=14)]
+    shear: Annotated[float, Field(ge=0, lt=90)]
+    elastic_alpha: Strength
+    elastic_sigma: Annotated[float, Field(gt=0)]
 
 
 class EvaluateParams(Section):
@@ -92,6 +125,7 @@ class Params(Section):
     data: DataParams
     model: ModelParams
     train: TrainParams
+    augment: AugmentParams
     evaluate: EvaluateParams
 
 
@@ -108,6 +142,11 @@ _YamlLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
     list("-+0123456789."),
 )
+
+
+def parse_yaml(text: str) -> object:
+    """YAML as DVC reads it (``1e-3`` is a float): for params.yaml and for ``-S key=value`` overrides."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
 
 
 def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
@@ -130,7 +169,7 @@ def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
 def parse_params(raw: object, *, source: str = "params.yaml") -> Params:
     """Validate an already-loaded params mapping; raise one ParamsError listing every problem."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, evaluate), got {type(raw).__name__}")
+        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, augment, evaluate), got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
@@ -143,7 +182,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
+        raw = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as error:

@@ -14,6 +14,13 @@ piece of the global batch from a distributed dataset, the per-example losses
 are averaged over the global batch, and the gradients are all-reduced before
 the same in-place update.
 
+What a step does to its batch besides the plain update (augmentation,
+dropout, label smoothing, max-norm: ``Regularization``) lives in modules of
+its own (digits.augment, digits.dropout, digits.regularizers); the step only
+hands them each example's index and the epoch, which seed their randomness.
+``fit`` keeps the last or the best epoch's weights (``train.keep``) and can
+stop early (``train.patience``).
+
 The loop also watches the loss: the first non-finite batch loss stops the
 epoch, and ``fit`` raises ``TrainingDiverged`` naming the epoch, the step
 and the usual causes. After every epoch a checkpoint (weights, optimizer
@@ -34,12 +41,15 @@ from tqdm import tqdm
 
 from digits.runtime import tf
 from digits.artifacts import load_npz, save_npz
+from digits.augment import augment, is_identity
 from digits.data import Split
 from digits.distribute import chiefs_value, variable_scope
+from digits.dropout import dropout
 from digits.errors import PipelineError
 from digits.model import Mlp, build_model
 from digits.optimizers import Optimizer, make_optimizer
-from digits.params import ModelParams, TrainParams
+from digits.params import AugmentParams, ModelParams, TrainParams
+from digits.regularizers import max_norm, smooth_labels
 
 # Emitted once per traced distributed epoch by tf.data internals; nothing to act on.
 warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options", category=UserWarning)
@@ -91,6 +101,30 @@ def replica_pieces(order: np.ndarray, *, batch_size: int, num_replicas: int) -> 
     return pieces
 
 
+@dataclass(frozen=True)
+class Regularization:
+    """What training does to a batch besides the plain step; the defaults are all off.
+
+    Augmentation, dropout masks and label smoothing change what the step
+    sees, max-norm constrains the weights after it. The random parts are
+    functions of (seed, epoch, example index): digits.augment, digits.dropout.
+    """
+
+    augment: AugmentParams | None = None
+    background: float = 0.0  # the scaled value of a blank pixel, for pixels an augmentation moves in
+    dropout_input: float = 0.0
+    dropout_hidden: float = 0.0
+    dropout_seed: int = 0
+    label_smoothing: float = 0.0
+    max_norm: float | None = None
+
+    @classmethod
+    def from_params(cls, train: TrainParams, augment: AugmentParams, *, background: float) -> Regularization:
+        return cls(augment=None if is_identity(augment) else augment, background=background,
+                   dropout_input=train.dropout_input, dropout_hidden=train.dropout_hidden, dropout_seed=train.dropout_seed,
+                   label_smoothing=train.label_smoothing, max_norm=train.max_norm)
+
+
 @dataclass
 class EpochResult:
     loss: float
@@ -102,14 +136,16 @@ class EpochResult:
 class Trainer:
     """Compiled train epoch and evaluation for one model, optimizer and loss."""
 
-    def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int) -> None:
+    def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int,
+                 regularization: Regularization = Regularization()) -> None:
         self.model, self.optimizer, self.loss, self.batch_size = model, optimizer, loss, batch_size
+        self.regularization = regularization
         per_example_loss(loss, tf.zeros([1, 1]), tf.zeros([1, 1]))  # reject an unknown loss now, not mid-trace
         pixels, classes = model.layer_sizes[0], model.layer_sizes[-1]
         images_spec = tf.TensorSpec([None, pixels], tf.float32)
         labels_spec = tf.TensorSpec([None, classes], tf.float32)
-        self._train_epoch = tf.function(self._epoch_graph, jit_compile=True,
-                                        input_signature=[images_spec, labels_spec, tf.TensorSpec([None], tf.int32)])
+        self._train_epoch = tf.function(self._epoch_graph, jit_compile=True, input_signature=[
+            images_spec, labels_spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
         self._evaluate = tf.function(self._evaluate_graph, input_signature=[images_spec, labels_spec])
         self._resident: tuple[Split, tf.Tensor, tf.Tensor] | None = None
 
@@ -123,23 +159,46 @@ class Trainer:
             self._resident = (split, tf.constant(split.images), tf.constant(split.labels))
         return self._resident[1], self._resident[2]
 
-    def train_step(self, images: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    def train_step(self, images: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor | None = None, *,
+                   indices: tf.Tensor | None = None, epoch: tf.Tensor | int = 0) -> tuple[tf.Tensor, tf.Tensor]:
         """One SGD step on a batch: (mean loss, number correct).
 
         ``mask`` (N,) of 1.0/0.0 marks the real examples of a padded batch:
         the loss is the mean over those alone, padding gets a zero gradient
         and is not counted as correct, so a padded batch trains exactly like
-        the unpadded short one (to float rounding).
+        the unpadded short one (to float rounding). ``indices`` (the examples'
+        places in the training split, default 0..N-1) and ``epoch`` seed the
+        augmentation and dropout of each example.
         """
+        indices = tf.range(tf.shape(images)[0]) if indices is None else indices
         with tf.GradientTape() as tape:
-            logits = self.model(images)
-            losses = per_example_loss(self.loss, labels, logits)
+            logits, losses = self.forward(images, labels, indices=indices, epoch=epoch)
             loss = tf.reduce_mean(losses) if mask is None else tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
         gradients = tape.gradient(loss, self.model.parameters)
-        self.optimizer.apply(gradients, self.model.parameters)
+        self.update(gradients)
         return loss, count_correct(labels, logits, mask)
 
-    def _epoch_graph(self, images, labels, order):
+    def forward(self, images: tf.Tensor, labels: tf.Tensor, *, indices: tf.Tensor, epoch: tf.Tensor | int) -> tuple[tf.Tensor, tf.Tensor]:
+        """(logits, per-example losses) of a training batch: augmented, with dropout and smoothed targets as configured."""
+        settings = self.regularization
+        if settings.augment is not None:
+            images = augment(images, settings=settings.augment, epoch=epoch, indices=indices, background=settings.background)
+        layer_input = None
+        if settings.dropout_input or settings.dropout_hidden:
+            def layer_input(inputs, layer):
+                rate = settings.dropout_input if layer == 0 else settings.dropout_hidden
+                return dropout(inputs, rate=rate, seed=settings.dropout_seed, epoch=epoch, indices=indices, layer=layer)
+        logits = self.model(images, layer_input=layer_input)
+        return logits, per_example_loss(self.loss, smooth_labels(labels, settings.label_smoothing), logits)
+
+    def update(self, gradients: list[tf.Tensor]) -> None:
+        """The optimizer's in-place step, then the max-norm constraint if set."""
+        self.optimizer.apply(gradients, self.model.parameters)
+        if self.regularization.max_norm is not None:
+            for weight in self.model.weights:
+                weight.assign(max_norm(weight, self.regularization.max_norm))
+
+    def _epoch_graph(self, images, labels, order, epoch):
         size = tf.size(order)
         num_steps = (size + self.batch_size - 1) // self.batch_size
         padded_order = tf.pad(order, [[0, num_steps * self.batch_size - size]])  # index 0 fills the last batch
@@ -148,7 +207,7 @@ class Trainer:
             start = step * self.batch_size
             batch = tf.slice(padded_order, [start], [self.batch_size])
             mask = tf.cast(start + tf.range(self.batch_size) < size, tf.float32)
-            loss, correct = self.train_step(tf.gather(images, batch), tf.gather(labels, batch), mask)
+            loss, correct = self.train_step(tf.gather(images, batch), tf.gather(labels, batch), mask, indices=batch, epoch=epoch)
             return loss, tf.cast(correct, tf.float32), tf.reduce_sum(mask)
 
         return self._epoch_loop(num_steps, train_batch)
@@ -170,8 +229,8 @@ class Trainer:
         seen = tf.maximum(seen, 1.0)
         return loss_sum / seen, correct / seen, diverged_step, diverged_loss
 
-    def train_epoch(self, split: Split, order: np.ndarray) -> EpochResult:
-        loss, accuracy, step, bad_loss = self._train_epoch(*self.resident_tensors(split), order)
+    def train_epoch(self, split: Split, order: np.ndarray, *, epoch: int = 1) -> EpochResult:
+        loss, accuracy, step, bad_loss = self._train_epoch(*self.resident_tensors(split), order, tf.constant(epoch, tf.int32))
         return EpochResult(float(loss), float(accuracy), int(step), float(bad_loss))
 
     def _evaluate_graph(self, images, labels):
@@ -203,34 +262,33 @@ class DistributedTrainer(Trainer):
     are summed over replicas. Validation runs on each worker, on the weights' primary copy.
     """
 
-    def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int, strategy: tf.distribute.Strategy) -> None:
-        super().__init__(model, optimizer, loss=loss, batch_size=batch_size)
+    def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int, strategy: tf.distribute.Strategy,
+                 regularization: Regularization = Regularization()) -> None:
+        super().__init__(model, optimizer, loss=loss, batch_size=batch_size, regularization=regularization)
         self.strategy = strategy
         self._distributed_epoch = tf.function(self._distributed_epoch_graph)
         self._broadcast = tf.function(self._broadcast_graph)
 
-    def replica_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def replica_step(self, images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """One step on this replica's piece: (summed loss, number correct, piece size), all float32."""
         context = tf.distribute.get_replica_context()
         piece_size = tf.cast(tf.shape(images)[0], tf.float32)  # float32: all-reduced on any device
         global_batch_size = tf.cast(context.all_reduce(tf.distribute.ReduceOp.SUM, piece_size), tf.int32)
         with tf.GradientTape() as tape:
-            logits = self.model(images)
-            losses = per_example_loss(self.loss, labels, logits)
+            logits, losses = self.forward(images, labels, indices=indices, epoch=epoch)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch_size)
-        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(loss, self.model.parameters))
-        self.optimizer.apply(gradients, self.model.parameters)
+        self.update(context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(loss, self.model.parameters)))
         return tf.reduce_sum(losses), tf.cast(count_correct(labels, logits), tf.float32), piece_size
 
-    def _distributed_epoch_graph(self, iterator, num_steps):
+    def _distributed_epoch_graph(self, iterator, num_steps, epoch):
         def train_batch(step):
-            per_replica = self.strategy.run(self.replica_step, args=next(iterator))
+            per_replica = self.strategy.run(self.replica_step, args=(*next(iterator), epoch))
             loss_sum, correct, size = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in per_replica)
             return loss_sum / size, correct, size
 
         return self._epoch_loop(num_steps, train_batch)
 
-    def train_epoch(self, split: Split, order: np.ndarray) -> EpochResult:
+    def train_epoch(self, split: Split, order: np.ndarray, *, epoch: int = 1) -> EpochResult:
         images, labels = self.resident_tensors(split)
 
         def input_pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -240,7 +298,7 @@ class DistributedTrainer(Trainer):
             local_replicas = replicas // context.num_input_pipelines
             mine = [piece for i, piece in enumerate(pieces) if (i % replicas) // local_replicas == context.input_pipeline_id]
             indices = tf.RaggedTensor.from_row_lengths(np.concatenate(mine), [len(piece) for piece in mine])
-            dataset = tf.data.Dataset.from_tensor_slices(indices).map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
+            dataset = tf.data.Dataset.from_tensor_slices(indices).map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch), batch))
             return dataset.prefetch(tf.data.AUTOTUNE)  # the next pieces are gathered while the replicas step
 
         # The iterator is made here, not inside the tf.function: one that a
@@ -249,7 +307,7 @@ class DistributedTrainer(Trainer):
         batches = iter(self.strategy.distribute_datasets_from_function(input_pipeline))
         num_steps = tf.constant(steps_per_epoch(len(order), self.batch_size))
         try:
-            loss, accuracy, step, bad_loss = self._distributed_epoch(batches, num_steps)
+            loss, accuracy, step, bad_loss = self._distributed_epoch(batches, num_steps, tf.constant(epoch, tf.int32))
         except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as error:
             lines = [line.strip() for line in str(error.message).splitlines()]
             reason = next((line for line in lines if "abort" in line.lower() or "connect" in line.lower()), lines[-1])[:300]
@@ -278,7 +336,7 @@ class DistributedTrainer(Trainer):
 
 
 def build_trainer(model_params: ModelParams, train_params: TrainParams, *, input_size: int, train_size: int,
-                  strategy: tf.distribute.Strategy | None) -> Trainer:
+                  strategy: tf.distribute.Strategy | None, regularization: Regularization = Regularization()) -> Trainer:
     """A freshly initialised model and optimizer, and the trainer for ``train.distribute``.
 
     Under a strategy the Variables must be created inside its scope, so that
@@ -287,7 +345,7 @@ def build_trainer(model_params: ModelParams, train_params: TrainParams, *, input
     with variable_scope(strategy):
         model = build_model(model_params, input_size=input_size)
         optimizer = make_optimizer(train_params, model.parameters, steps_per_epoch=steps_per_epoch(train_size, train_params.batch_size))
-    settings = {"loss": train_params.loss, "batch_size": train_params.batch_size}
+    settings = {"loss": train_params.loss, "batch_size": train_params.batch_size, "regularization": regularization}
     if strategy is None:
         return Trainer(model, optimizer, **settings)
     return DistributedTrainer(model, optimizer, strategy=strategy, **settings)
@@ -312,10 +370,25 @@ def fingerprint(*sections: object) -> str:
 
 @dataclass
 class History:
+    """What a run has done so far: one row per epoch, and what model selection needs to carry across a resume."""
+
     rows: list[list[float]] = field(default_factory=list)
+    best_weights: dict[str, np.ndarray] | None = None  # the weights after best_epoch, kept for train.keep = best
+    stopped_early: bool = False  # ended by train.patience before train.epochs
 
     def append(self, epoch: int, train_loss: float, train_accuracy: float, val_loss: float, val_accuracy: float) -> None:
         self.rows.append([epoch, train_loss, train_accuracy, val_loss, val_accuracy])
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch with the highest validation accuracy, the earliest of equals (0 before any epoch)."""
+        if not self.rows:
+            return 0
+        return int(self.rows[int(np.argmax([row[4] for row in self.rows]))][0])
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max((row[4] for row in self.rows), default=0.0)
 
     def as_dicts(self) -> list[dict[str, float]]:
         return [dict(zip(HISTORY_COLUMNS, row)) for row in self.rows]
@@ -328,6 +401,8 @@ def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int,
         "epoch": np.array(epoch, np.int64),
         "fingerprint": np.array(run_fingerprint),
         "history": np.array(history.rows, np.float64).reshape(-1, len(HISTORY_COLUMNS)),
+        "stopped_early": np.array(history.stopped_early),
+        **{f"best/{k}": v for k, v in (history.best_weights or {}).items()},
     })
 
 
@@ -344,12 +419,16 @@ def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fing
     if saved_fingerprint != run_fingerprint:
         log(f"train: {path} was made with other params; not resuming it, starting from scratch")
         return 0, History()
-    if done >= epochs:
+    if done >= epochs or bool(arrays.get("stopped_early", False)):
         return 0, History()  # a finished run: a forced re-run trains again from the start
-    model.set_arrays({k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")})
-    optimizer.load_state_arrays({k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")})
+
+    def section(prefix: str) -> dict[str, np.ndarray]:
+        return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
+    model.set_arrays(section("model/"))
+    optimizer.load_state_arrays(section("optimizer/"))
     log(f"train: resuming from {path} after epoch {done} of {epochs}")
-    return done, History([[int(row[0]), *map(float, row[1:])] for row in arrays["history"]])
+    return done, History([[int(row[0]), *map(float, row[1:])] for row in arrays["history"]], best_weights=section("best/") or None)
 
 
 # ------------------------------------------------------------------ the loop
@@ -372,10 +451,18 @@ def fit(
     shuffle_seed: int,
     checkpoint_path: Path | None,
     run_fingerprint: str,
+    keep: str = "last",
+    patience: int | None = None,
     divergence_hints: str = "",
     log: Callable[[str], None] = tqdm.write,
 ) -> History:
-    """Train for ``epochs`` (resuming a matching checkpoint), validating and checkpointing every epoch."""
+    """Train for ``epochs`` (resuming a matching checkpoint), validating and checkpointing every epoch.
+
+    ``keep = "best"`` leaves the model with the weights of the epoch of
+    highest validation accuracy; ``patience`` stops the run after that many
+    epochs without a better one. Both survive a resume exactly: the best
+    weights travel in the checkpoint.
+    """
     start, history = 0, History()
     if checkpoint_path is not None:
         start, history = restore_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer,
@@ -384,12 +471,15 @@ def fit(
     steps = steps_per_epoch(len(train), trainer.batch_size)
     with tqdm(total=epochs, initial=start, desc="train", unit="epoch", disable=None, leave=False) as progress:
         for epoch in range(start + 1, epochs + 1):
-            result = trainer.train_epoch(train, epoch_order(len(train), seed=shuffle_seed, epoch=epoch))
+            result = trainer.train_epoch(train, epoch_order(len(train), seed=shuffle_seed, epoch=epoch), epoch=epoch)
             if result.diverged_step >= 0:
                 raise TrainingDiverged(divergence_message(epoch=epoch, step=result.diverged_step, steps=steps,
                                                           loss=result.diverged_loss, hints=divergence_hints))
             val_loss, val_accuracy = trainer.evaluate(val)
             history.append(epoch, result.loss, result.accuracy, val_loss, val_accuracy)
+            if keep == "best" and history.best_epoch == epoch:
+                history.best_weights = trainer.model.get_arrays()
+            history.stopped_early = patience is not None and epoch < epochs and epoch - history.best_epoch >= patience
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer, epoch=epoch,
                                 run_fingerprint=run_fingerprint, history=history)
@@ -397,4 +487,9 @@ def fit(
             progress.update(1)
             log(f"epoch {epoch}/{epochs}: train loss {result.loss:.4f} acc {result.accuracy:.4f} | "
                 f"val loss {val_loss:.4f} acc {val_accuracy:.4f}")
+            if history.stopped_early:
+                log(f"train: stopping early, no better val accuracy for {patience} epochs (best {history.best_val_accuracy:.4f} at epoch {history.best_epoch})")
+                break
+    if keep == "best":
+        trainer.model.set_arrays(history.best_weights)
     return history

@@ -21,13 +21,15 @@ import numpy as np
 
 from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
 from digits.artifacts import write_csv, write_json
-from digits.data import load_split
+from digits.augment import augment, is_identity
+from digits.data import Split, load_split
 from digits.distribute import check_same_run, describe, make_strategy, output_root
 from digits.errors import run_main
 from digits.export import export_saved_model
 from digits.model import plain_copy, save_weights, weights_digest
-from digits.params import load_params
-from digits.training import HISTORY_COLUMNS, build_trainer, fingerprint, fit
+from digits.params import AugmentParams, load_params
+from digits.plots import draw_augmented_grid
+from digits.training import HISTORY_COLUMNS, Regularization, build_trainer, fingerprint, fit
 
 MODELS_DIR = Path("models")
 WEIGHTS = MODELS_DIR / "weights.npz"
@@ -35,6 +37,21 @@ SAVED_MODEL = MODELS_DIR / "saved_model"
 CHECKPOINT = MODELS_DIR / "checkpoint.npz"
 METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/train_history.csv")
+AUGMENTED = Path("plots/augmented.png")
+AUGMENTED_SHOWN, EPOCHS_SHOWN = 10, 7
+
+
+def draw_augmented_samples(path: Path, *, train: Split, settings: AugmentParams, scale: list[float]) -> None:
+    """The first training image of each digit, and how augmentation draws it in epochs 1 to EPOCHS_SHOWN."""
+    indices = np.array([np.flatnonzero(train.classes == digit)[0] for digit in np.unique(train.classes)[:AUGMENTED_SHOWN]], np.int32)
+    originals = train.images[indices]
+    if is_identity(settings):
+        shown, title = [], "augment: off (every strength is 0); the network trains on these digits as they are"
+    else:
+        shown = [augment(tf.constant(originals), settings=settings, epoch=epoch, indices=tf.constant(indices), background=scale[0]).numpy()
+                 for epoch in range(1, EPOCHS_SHOWN + 1)]
+        title = f"original, then epochs 1-{EPOCHS_SHOWN} as trained on (augment.seed {settings.seed})"
+    draw_augmented_grid(path, originals=originals, augmented=shown, scale=scale, title=title)
 
 
 def main() -> None:
@@ -43,12 +60,14 @@ def main() -> None:
     # devices, and a cluster joined, only while TensorFlow is uninitialised.
     strategy = make_strategy(params.train)
     tf.config.experimental.enable_op_determinism()
-    run_fingerprint = fingerprint(params.data, params.model, params.train)
+    run_fingerprint = fingerprint(params.data, params.model, params.train, params.augment)
     check_same_run(strategy, run_fingerprint)  # multi-worker: every worker has the chief's params
 
     # Data, model and optimizer (their Variables mirrored when distributed)
     train, val = load_split("train"), load_split("val")
-    trainer = build_trainer(params.model, params.train, input_size=train.images.shape[1], train_size=len(train), strategy=strategy)
+    regularization = Regularization.from_params(params.train, params.augment, background=params.data.scale[0])
+    trainer = build_trainer(params.model, params.train, input_size=train.images.shape[1], train_size=len(train),
+                            strategy=strategy, regularization=regularization)
     model = trainer.model
     print(f"train: {len(train)} images, layers {list(model.layer_sizes)}, {model.count_parameters()} parameters, {describe(strategy)}")
 
@@ -61,19 +80,26 @@ def main() -> None:
             val=val,
             epochs=params.train.epochs,
             shuffle_seed=params.train.shuffle_seed,
+            keep=params.train.keep,
+            patience=params.train.patience,
             checkpoint_path=root / CHECKPOINT,
             run_fingerprint=run_fingerprint,
             divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
         )
-        print(f"train: {params.train.epochs} epochs in {time.perf_counter() - started:.1f} s; weights sha256 {weights_digest(model)}")
+        kept = history.best_epoch if params.train.keep == "best" else int(history.rows[-1][0])
+        kept_val_accuracy = {int(row[0]): row[4] for row in history.rows}[kept]
+        print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {kept} "
+              f"(val accuracy {kept_val_accuracy:.4f}); weights sha256 {weights_digest(model)}")
 
-        # Outputs: weights, SavedModel, curves, metrics
+        # Outputs: weights, SavedModel, curves, what training saw, metrics
         save_weights(model, root / WEIGHTS)
         export_saved_model(plain_copy(model), root / SAVED_MODEL, scale=params.data.scale)
         write_csv(root / HISTORY, HISTORY_COLUMNS, history.rows)
+        draw_augmented_samples(root / AUGMENTED, train=train, settings=params.augment, scale=params.data.scale)
         last = history.as_dicts()[-1]
-        write_json(root / METRICS, {"epochs": params.train.epochs, "parameters": model.count_parameters(),
+        write_json(root / METRICS, {"epochs": params.train.epochs, "epochs_run": len(history.rows), "parameters": model.count_parameters(),
                                     **{key: value for key, value in last.items() if key != "epoch"},
+                                    "best_epoch": history.best_epoch, "best_val_accuracy": history.best_val_accuracy, "kept_epoch": kept,
                                     # the bits of every output depend on these (requirements.txt is a dep of this stage)
                                     "tensorflow": tf.__version__, "numpy": np.__version__})
 

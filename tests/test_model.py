@@ -67,3 +67,23 @@ def test_weights_file_with_mismatched_layers_is_refused(tmp_path):
 def test_unknown_activation_is_refused():
     with pytest.raises(PipelineError, match="model.activation = 'gelu'"):
         Mlp([784, 10], activation="gelu")
+
+
+def test_he_init_has_the_keras_he_normal_spread():
+    model = build_model(_model_params(init="he", hidden=[1024]))
+    for weight in model.weights:
+        fan_in = weight.shape[0]
+        std = float(np.std(weight.numpy()))
+        assert std == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.05)
+        assert np.abs(weight.numpy()).max() <= 2 * np.sqrt(2.0 / fan_in) / 0.8796 + 1e-6  # truncated at two (raw) stddevs
+
+
+def test_layer_input_transforms_what_enters_each_layer():
+    model = build_model(_model_params(hidden=[16, 8]))
+    images = tf.random.stateless_uniform([5, 784], seed=[1, 1])
+    seen = []
+    logits = model(images, layer_input=lambda inputs, layer: seen.append((layer, inputs.shape[1])) or inputs)
+    assert seen == [(0, 784), (1, 16), (2, 8)]
+    assert np.array_equal(logits.numpy(), model(images).numpy())
+    zeroed = model(images, layer_input=lambda inputs, layer: inputs * 0.0 if layer == 0 else inputs)
+    assert np.array_equal(zeroed.numpy(), model(tf.zeros_like(images)).numpy())

@@ -49,3 +49,46 @@ def test_optimizer_state_round_trips():
     fresh.load_state_arrays(state)
     assert {k: v.tolist() for k, v in fresh.state_arrays().items()} == {k: v.tolist() for k, v in state.items()}
     assert int(state["iterations"]) == 1 and state["m_0"].shape == (784, 8)
+
+
+def _one_step(optimizer_name: str, *, weight_decay: float, nesterov: bool = False, steps: int = 1, lr: float = 0.1):
+    """(weight before, bias before, weight after, bias after) of ``steps`` steps with a fixed gradient of 0.5 everywhere."""
+    model = build_model(load_params().model.model_copy(update={"hidden": [4]}), input_size=3)
+    settings = load_params().train.model_copy(update={"optimizer": optimizer_name, "lr": lr, "lr_schedule": "constant",
+                                                      "weight_decay": weight_decay, "nesterov": nesterov, "momentum": 0.9})
+    optimizer = make_optimizer(settings, model.parameters, steps_per_epoch=5)
+    model.biases[0].assign(tf.ones([4]))
+    weight, bias = model.weights[0].numpy(), model.biases[0].numpy()
+    for _ in range(steps):
+        optimizer.apply([tf.fill(v.shape, 0.5) for v in model.parameters], model.parameters)
+    return weight, bias, model.weights[0].numpy(), model.biases[0].numpy()
+
+
+def test_weight_decay_for_sgd_is_l2_on_the_gradient_of_weights_not_biases():
+    w, b, w1, b1 = _one_step("sgd", weight_decay=0.01)
+    np.testing.assert_allclose(w1, w - 0.1 * (0.5 + 0.01 * w), rtol=1e-6)
+    np.testing.assert_allclose(b1, b - 0.1 * 0.5, rtol=1e-6)
+
+
+def test_weight_decay_for_adam_is_decoupled_as_in_adamw():
+    w, b, w1, b1 = _one_step("adam", weight_decay=0.01)
+    _, _, plain_w1, plain_b1 = _one_step("adam", weight_decay=0.0)
+    # AdamW: W <- W - lr * wd * W, then the Adam step, which does not see the decay at all
+    np.testing.assert_allclose(w1, plain_w1 - 0.1 * 0.01 * w, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(b1, plain_b1)
+
+
+def test_nesterov_momentum_looks_ahead():
+    # two steps of constant gradient g: v1 = g, v2 = 1.9 g; Nesterov moves lr * (g + 0.9 v) each step
+    w, _, w2, _ = _one_step("momentum", weight_decay=0.0, nesterov=True, steps=2)
+    np.testing.assert_allclose(w2, w - 0.1 * 0.5 * ((1 + 0.9) + (1 + 0.9 * 1.9)), rtol=1e-6)
+    w, _, w2, _ = _one_step("momentum", weight_decay=0.0, nesterov=False, steps=2)
+    np.testing.assert_allclose(w2, w - 0.1 * 0.5 * (1 + 1.9), rtol=1e-6)
+
+
+def test_linear_warmup_then_the_schedule_over_the_remaining_steps():
+    cosine = LearningRate(lr=0.4, schedule="cosine", decay_rate=0.9, steps_per_epoch=10, total_steps=120, warmup_steps=20)
+    rates = [float(cosine(tf.constant(step))) for step in (0, 9, 19, 20, 70, 120)]
+    np.testing.assert_allclose(rates, [0.02, 0.2, 0.4, 0.4, 0.2, 0.0], atol=1e-7)
+    constant = LearningRate(lr=0.4, schedule="constant", decay_rate=0.9, steps_per_epoch=10, total_steps=120, warmup_steps=4)
+    np.testing.assert_allclose([float(constant(tf.constant(s))) for s in (0, 3, 4, 99)], [0.1, 0.4, 0.4, 0.4], atol=1e-7)

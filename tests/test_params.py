@@ -43,6 +43,25 @@ def _error_for(section: str, key: str, value) -> str:
     ("train", "distribute", "mirror", r"train\.distribute = 'mirror': Input should be 'none', 'mirrored' or 'multi_worker'"),
     ("train", "distribute", None, r"train\.distribute = None: Input should be 'none', 'mirrored' or 'multi_worker'"),
     ("train", "devices", 0, r"train\.devices = 0: Input should be greater than or equal to 1"),
+    # regularisation and augmentation
+    ("train", "dropout_input", -0.1, r"train\.dropout_input = -0\.1: Input should be greater than or equal to 0"),
+    ("train", "dropout_hidden", 1.0, r"train\.dropout_hidden = 1\.0: Input should be less than 1"),
+    ("train", "label_smoothing", 1.5, r"train\.label_smoothing = 1\.5: Input should be less than 1"),
+    ("train", "weight_decay", -1e-4, r"train\.weight_decay = -0\.0001: Input should be greater than or equal to 0"),
+    ("train", "max_norm", 0.0, r"train\.max_norm = 0\.0: Input should be greater than 0"),
+    ("train", "keep", "first", r"train\.keep = 'first': Input should be 'last' or 'best'"),
+    ("train", "patience", 0, r"train\.patience = 0: Input should be greater than or equal to 1"),
+    ("train", "nesterov", "yes", r"train\.nesterov = 'yes': Input should be a valid boolean"),
+    ("train", "nesterov", True, r"train\.nesterov = true: applies to optimizer momentum only \(train\.optimizer is sgd\)"),
+    ("train", "warmup_epochs", 20, r"train\.warmup_epochs = 20: must be less than train\.epochs \(20\)"),
+    ("model", "init", "he_uniform", r"model\.init = 'he_uniform': Input should be 'truncated_normal', 'uniform', 'glorot' or 'he'"),
+    ("augment", "elastic_sigma", -1.0, r"augment\.elastic_sigma = -1\.0: Input should be greater than 0"),
+    ("augment", "elastic_alpha", -5.0, r"augment\.elastic_alpha = -5\.0: Input should be greater than or equal to 0"),
+    ("augment", "rotation", 270.0, r"augment\.rotation = 270\.0: Input should be less than or equal to 180"),
+    ("augment", "scale", 1.0, r"augment\.scale = 1\.0: Input should be less than 1"),
+    ("augment", "shift", -2.0, r"augment\.shift = -2\.0: Input should be greater than or equal to 0"),
+    ("augment", "shear", 90.0, r"augment\.shear = 90\.0: Input should be less than 90"),
+    ("augment", "seed", -1, r"augment\.seed = -1: Input should be greater than or equal to 0"),
 ])
 def test_bad_value_names_key_value_and_allowed(section, key, value, expected):
     message = _error_for(section, key, value)
@@ -59,7 +78,7 @@ def test_unknown_key_is_a_typo_error_listing_the_allowed_keys():
 def test_unknown_section_is_an_error():
     params = default_params()
     params["trian"] = {"epochs": 3}
-    with pytest.raises(ParamsError, match=r"trian: unknown section \(allowed: data, model, train, evaluate\)"):
+    with pytest.raises(ParamsError, match=r"trian: unknown section \(allowed: data, model, train, augment, evaluate\)"):
         parse_params(params)
 
 

@@ -15,6 +15,8 @@ import sys
 import time
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from conftest import ROOT, run_stage, small_params, write_params
 from digits.artifacts import load_npz
@@ -57,8 +59,50 @@ def test_divergence_exits_non_zero_and_writes_no_model(tmp_path, prepared_dir):
     assert not (workdir / "models/weights.npz").exists() and not (workdir / "models/saved_model").exists()
 
 
-def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared_dir):
-    overrides = {"train": {"epochs": 8}}
+RECIPE = {  # every regularisation and augmentation feature on, as the best recipe has them
+    "model": {"init": "he"},
+    "train": {"optimizer": "momentum", "nesterov": True, "lr": 0.05, "warmup_epochs": 1, "weight_decay": 2e-5, "max_norm": 4.0,
+              "label_smoothing": 0.05, "dropout_input": 0.1, "dropout_hidden": 0.25, "keep": "best"},
+    "augment": {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0},
+}
+
+
+def test_the_recipe_stage_shows_its_augmentation_keeps_the_best_epoch_and_exports_without_dropout(tmp_path, prepared_dir):
+    workdir = _workdir(tmp_path, prepared_dir, **{**RECIPE, "train": {**RECIPE["train"], "epochs": 4}})
+    result = run_stage("stages.train", workdir)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((workdir / "metrics/train.json").read_text())
+    history = np.loadtxt(workdir / "plots/train_history.csv", delimiter=",", skiprows=1)
+    assert metrics["epochs_run"] == 4 and metrics["kept_epoch"] == metrics["best_epoch"] == int(history[history[:, 4].argmax(), 0])
+    assert metrics["best_val_accuracy"] == history[:, 4].max() > 0.7
+    grid = Image.open(workdir / "plots/augmented.png")
+    assert grid.size == (8 * 84, 16 + 10 * 84)  # 10 digits: the original, then epochs 1 to 7
+    cells = np.asarray(grid)[16:, :].reshape(10, 84, 8, 84).transpose(0, 2, 1, 3)
+    assert not np.array_equal(cells[:, 0], cells[:, 1]) and not np.array_equal(cells[:, 1], cells[:, 2])
+
+    # No dropout at inference: the SavedModel gives exactly what the saved weights give, every time.
+    import tensorflow as tf
+    from digits.model import load_weights
+    images = np.load(workdir / "data/prepared/val.npz")["images"][:50]
+    served = tf.saved_model.load(str(workdir / "models/saved_model")).signatures["serving_default"]
+    pixels = tf.constant(np.round(images.reshape(-1, 28, 28) * 255).astype(np.uint8))
+    first, second = served(images=pixels)["probabilities"].numpy(), served(images=pixels)["probabilities"].numpy()
+    model = load_weights(workdir / "models/weights.npz")
+    expected = tf.nn.softmax(model(tf.reshape(tf.cast(pixels, tf.float32) / 255.0, [-1, 784]))).numpy()
+    assert np.array_equal(first, second)
+    np.testing.assert_allclose(first, expected, atol=1e-6)
+
+
+def test_shipped_params_draw_the_digits_unchanged(tmp_path, prepared_dir):
+    workdir = _workdir(tmp_path, prepared_dir, train={"epochs": 1})
+    assert run_stage("stages.train", workdir).returncode == 0
+    grid = Image.open(workdir / "plots/augmented.png")
+    assert grid.size == (84, 16 + 10 * 84) and np.asarray(grid)[16:].min() < 100  # the originals alone, no epoch columns
+
+
+@pytest.mark.parametrize("overrides", [{"train": {"epochs": 8}}, {**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}],
+                         ids=["default", "recipe"])
+def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared_dir, overrides):
     reference = _workdir(tmp_path, prepared_dir, "reference", **overrides)
     assert run_stage("stages.train", reference).returncode == 0
 

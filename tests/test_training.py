@@ -11,16 +11,21 @@ from digits.data import Split, load_split
 from digits.model import build_model, weights_digest
 from digits.optimizers import make_optimizer
 from digits.params import load_params
-from digits.training import (DistributedTrainer, Trainer, TrainingDiverged, build_trainer, epoch_order, fit, per_example_loss,
-                             replica_pieces, steps_per_epoch)
+from digits.training import (DistributedTrainer, EpochResult, Regularization, Trainer, TrainingDiverged, build_trainer, epoch_order, fit,
+                             per_example_loss, replica_pieces, steps_per_epoch)
+
+# Everything on: what the best recipe does to each batch, at strengths a unit test can see
+RECIPE_TRAIN = {"dropout_input": 0.1, "dropout_hidden": 0.25, "label_smoothing": 0.1, "max_norm": 2.0, "weight_decay": 1e-4, "nesterov": True}
+RECIPE_AUGMENT = {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0}
 
 
-def _trainer(train, strategy=None, **train_changes):
+def _trainer(train, strategy=None, *, augment_changes=None, **train_changes):
     """Single-device Trainer, or a DistributedTrainer when given a strategy; same params, same initial weights."""
     params = load_params()
     settings = params.train.model_copy(update={"epochs": 3, **train_changes})
+    regularization = Regularization.from_params(settings, params.augment.model_copy(update=augment_changes or {}), background=0.0)
     trainer = build_trainer(params.model.model_copy(update={"hidden": [64, 32]}), settings,
-                            input_size=train.images.shape[1], train_size=len(train), strategy=strategy)
+                            input_size=train.images.shape[1], train_size=len(train), strategy=strategy, regularization=regularization)
     return trainer, settings
 
 
@@ -165,6 +170,70 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_weights(prepared_dir
     assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
 
+class ScriptedTrainer(Trainer):
+    """A trainer whose validation accuracy follows a script: epoch k sets every parameter to k."""
+
+    def __init__(self, script: dict[int, float]) -> None:
+        model = build_model(load_params().model.model_copy(update={"hidden": [4]}))
+        super().__init__(model, make_optimizer(load_params().train, model.parameters, steps_per_epoch=1), loss="cross_entropy", batch_size=10)
+        self.script, self.epoch, self.stop_before = script, 0, None
+
+    def train_epoch(self, split, order, *, epoch=1):
+        if epoch == self.stop_before:
+            raise KeyboardInterrupt  # killed mid-epoch: the last checkpoint is the previous epoch's
+        self.epoch = epoch
+        for variable in self.model.parameters:
+            variable.assign(tf.fill(variable.shape, float(epoch)))
+        return EpochResult(loss=0.5, accuracy=0.9, diverged_step=-1, diverged_loss=0.0)
+
+    def evaluate(self, split):
+        return 0.1, self.script[self.epoch]
+
+
+def _kept_epoch(trainer: Trainer) -> float:
+    values = {float(value) for variable in trainer.model.parameters for value in np.unique(variable.numpy())}
+    assert len(values) == 1
+    return values.pop()
+
+
+SCRIPT = {1: 0.5, 2: 0.8, 3: 0.7, 4: 0.8, 5: 0.6, 6: 0.75}
+
+
+@pytest.mark.parametrize("keep, kept", [("best", 2), ("last", 6)])
+def test_keep_chooses_the_best_validation_epoch_or_the_last(prepared_dir, keep, kept):
+    split = load_split("val", prepared_dir)
+    trainer = ScriptedTrainer(SCRIPT)
+    history = fit(trainer, train=split, val=split, epochs=6, shuffle_seed=1, keep=keep, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
+    assert history.best_epoch == 2 and history.best_val_accuracy == 0.8  # the earliest of equals
+    assert _kept_epoch(trainer) == kept and len(history.rows) == 6
+
+
+def test_keep_best_survives_a_kill_and_resume(prepared_dir, tmp_path):
+    split, checkpoint = load_split("val", prepared_dir), tmp_path / "checkpoint.npz"
+    settings = dict(train=split, val=split, epochs=6, shuffle_seed=1, keep="best", checkpoint_path=checkpoint, run_fingerprint="x")
+    killed = ScriptedTrainer(SCRIPT)
+    killed.stop_before = 5
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, **settings, log=lambda line: None)
+    resumed, messages = ScriptedTrainer(SCRIPT), []  # a new process: fresh weights, everything else from the checkpoint
+    history = fit(resumed, **settings, log=messages.append)
+    assert "after epoch 4 of 6" in messages[0]
+    assert _kept_epoch(resumed) == 2 and history.best_epoch == 2 and [row[0] for row in history.rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_patience_stops_a_run_that_stopped_improving(prepared_dir, tmp_path):
+    split, checkpoint = load_split("val", prepared_dir), tmp_path / "checkpoint.npz"
+    messages = []
+    history = fit(ScriptedTrainer(SCRIPT), train=split, val=split, epochs=6, shuffle_seed=1, keep="best", patience=2,
+                  checkpoint_path=checkpoint, run_fingerprint="x", log=messages.append)
+    assert [row[0] for row in history.rows] == [1, 2, 3, 4] and history.stopped_early
+    assert "stopping early, no better val accuracy for 2 epochs (best 0.8000 at epoch 2)" in messages[-1]
+    # The early-stopped checkpoint is a finished run: a forced rerun trains from the start, like a completed one.
+    again = fit(ScriptedTrainer(SCRIPT), train=split, val=split, epochs=6, shuffle_seed=1, keep="best", patience=2,
+                checkpoint_path=checkpoint, run_fingerprint="x", log=lambda line: None)
+    assert [row[0] for row in again.rows] == [1, 2, 3, 4]
+
+
 def test_checkpoint_from_other_params_is_not_resumed(prepared_dir, tmp_path):
     checkpoint = tmp_path / "checkpoint.npz"
     _fit(prepared_dir, shuffle_seed=7, checkpoint_path=checkpoint)
@@ -241,6 +310,25 @@ def test_mirrored_on_two_cpus_follows_single_device_training(prepared_dir, two_c
     print(f"mirrored vs single device, {size} images, batch {batch_size}, {optimizer}: max |difference| {max_difference:.3g}")
     assert max_difference < 1e-5
     assert max_difference > 0 or optimizer == "sgd"  # a different summation order: not the same code path by accident
+
+
+def test_mirrored_with_dropout_and_augmentation_follows_single_device_training(prepared_dir, two_cpus):
+    """Masks and distortions follow the example index, so each replica draws what the single device drew for it."""
+    full = load_split("train", prepared_dir)
+    train = Split(images=full.images[:590], labels=full.labels[:590])  # 6 steps of batch 100, the last one short
+    settings = dict(batch_size=100, optimizer="momentum", lr=0.05, augment_changes=RECIPE_AUGMENT, **RECIPE_TRAIN)
+    single, _ = _trainer(train, **settings)
+    mirrored, _ = _trainer(train, two_cpus, **settings)
+    plain, _ = _trainer(train, batch_size=100, optimizer="momentum", lr=0.05)
+    for epoch in (1, 2):
+        order = epoch_order(len(train), seed=7, epoch=epoch)
+        expected, result = single.train_epoch(train, order, epoch=epoch), mirrored.train_epoch(train, order, epoch=epoch)
+        plain.train_epoch(train, order, epoch=epoch)
+        assert result.loss == pytest.approx(expected.loss, rel=1e-5)
+    difference = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(single.model.parameters, mirrored.model.parameters))
+    regularized = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(single.model.parameters, plain.model.parameters))
+    print(f"mirrored vs single device with dropout and augmentation: max |difference| {difference:.3g} (vs without them: {regularized:.3g})")
+    assert difference < 1e-5 < regularized
 
 
 def test_mirrored_fit_resumes_and_guards_against_divergence(prepared_dir, two_cpus, tmp_path):
