@@ -375,6 +375,7 @@ class History:
     rows: list[list[float]] = field(default_factory=list)
     best_weights: dict[str, np.ndarray] | None = None  # the weights after best_epoch, kept for train.keep = best
     stopped_early: bool = False  # ended by train.patience before train.epochs
+    kept_epoch: int = 0  # the epoch whose weights fit left in the model (train.keep)
 
     def append(self, epoch: int, train_loss: float, train_accuracy: float, val_loss: float, val_accuracy: float) -> None:
         self.rows.append([epoch, train_loss, train_accuracy, val_loss, val_accuracy])
@@ -490,6 +491,7 @@ def fit(
             if history.stopped_early:
                 log(f"train: stopping early, no better val accuracy for {patience} epochs (best {history.best_val_accuracy:.4f} at epoch {history.best_epoch})")
                 break
+    history.kept_epoch = history.best_epoch if keep == "best" else int(history.rows[-1][0])
     if keep == "best":
         trainer.model.set_arrays(history.best_weights)
     return history

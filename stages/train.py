@@ -86,7 +86,7 @@ def main() -> None:
             run_fingerprint=run_fingerprint,
             divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
         )
-        kept = history.best_epoch if params.train.keep == "best" else int(history.rows[-1][0])
+        kept = history.kept_epoch
         kept_val_accuracy = {int(row[0]): row[4] for row in history.rows}[kept]
         print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {kept} "
               f"(val accuracy {kept_val_accuracy:.4f}); weights sha256 {weights_digest(model)}")

@@ -205,7 +205,7 @@ def test_keep_chooses_the_best_validation_epoch_or_the_last(prepared_dir, keep, 
     trainer = ScriptedTrainer(SCRIPT)
     history = fit(trainer, train=split, val=split, epochs=6, shuffle_seed=1, keep=keep, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
     assert history.best_epoch == 2 and history.best_val_accuracy == 0.8  # the earliest of equals
-    assert _kept_epoch(trainer) == kept and len(history.rows) == 6
+    assert _kept_epoch(trainer) == kept == history.kept_epoch and len(history.rows) == 6
 
 
 def test_keep_best_survives_a_kill_and_resume(prepared_dir, tmp_path):
