@@ -35,7 +35,8 @@ from digits.runtime import tf  # noqa: E402
 from digits.data import load_split  # noqa: E402
 from digits.distribute import describe, make_strategy  # noqa: E402
 from digits.params import load_params  # noqa: E402
-from digits.training import Trainer, build_trainer, epoch_order, steps_per_epoch  # noqa: E402
+from digits.data import steps_per_epoch  # noqa: E402
+from digits.training import Trainer, build_trainer, epoch_order  # noqa: E402
 
 
 def main() -> None:

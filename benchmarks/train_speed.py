@@ -77,7 +77,8 @@ def tensorflow_contender(name: str, layer_sizes: list[int], batch: int, train):
     from digits.optimizers import make_optimizer
     from digits.params import load_params
     from digits.runtime import tf
-    from digits.training import Trainer, epoch_order, per_example_loss, steps_per_epoch
+    from digits.data import steps_per_epoch
+    from digits.training import Trainer, epoch_order, per_example_loss
 
     params = load_params()
     model_params = params.model.model_copy(update={"hidden": layer_sizes[1:-1], "activation": "relu", "init": "truncated_normal"})
@@ -194,7 +195,7 @@ def worker(name: str, layer_sizes: list[int], batch: int) -> None:
     """Build one contender, warm it up, then time one epoch per line read from stdin."""
     import digits.runtime  # noqa: F401 - adds the project's XLA flags (unless XLA_FLAGS names them) before JAX or TensorFlow compiles
     from digits.data import load_split
-    from digits.training import steps_per_epoch
+    from digits.data import steps_per_epoch
 
     train = load_split("train")
     if name in NEEDS_JAX:
@@ -254,7 +255,7 @@ def main() -> None:
         return worker(args.worker, layer_sizes, args.batch)
 
     from digits.data import load_split
-    from digits.training import steps_per_epoch
+    from digits.data import steps_per_epoch
 
     examples = len(load_split("train"))
     steps = steps_per_epoch(examples, args.batch)

@@ -83,22 +83,36 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
 
 
 def gaussian_matrix(sigma: float, size: int = SIDE) -> np.ndarray:
-    """(size, size) matrix M with M @ v the Gaussian blur of v: a normalised kernel, zero outside the image."""
-    offsets = np.arange(size)[:, None] - np.arange(size)[None, :]
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    full_sum = np.exp(-0.5 * (np.arange(-4 * size, 4 * size + 1) / sigma) ** 2).sum()
-    return (kernel / full_sum).astype(np.float32)
+    """(size, size) matrix M with M @ v the Gaussian blur of v: a normalised kernel, zero outside the image.
+
+    Python's ``math.exp``, not numpy's: numpy picks its SIMD exp by CPU
+    (AVX-512 or AVX2) and the two round differently, which would make the
+    augmentation, and so every trained weight, depend on the machine.
+    """
+    def gaussian(offset: int) -> float:
+        return math.exp(-0.5 * (offset / sigma) ** 2)
+
+    full_sum = math.fsum(gaussian(offset) for offset in range(-4 * size, 4 * size + 1))
+    kernel = [[gaussian(row - column) / full_sum for column in range(size)] for row in range(size)]
+    return np.array(kernel, np.float32)
 
 
 def elastic_displacement(noise: tf.Tensor, *, alpha: float, sigma: float) -> tuple[tf.Tensor, tf.Tensor]:
     """Simard's displacement field: uniform(-1, 1) per pixel and axis, Gaussian-blurred with ``sigma``, times ``alpha``.
 
-    ``noise`` (N, 2*784) is uniform in [0, 1). The blur is separable, so it
-    is two small matmuls with a 28x28 Gaussian matrix (rows, then columns).
+    ``noise`` (N, 2*784) is uniform in [0, 1). The blur is separable: the
+    symmetric 28x28 Gaussian matrix multiplies every row, then every column,
+    each as one plain (rows x 28) @ (28 x 28) matmul, the form that has the
+    same bits on every CPU (digits.runtime).
     """
+    blur = tf.constant(gaussian_matrix(sigma))  # symmetric: blur == its transpose
+
+    def blur_last_axis(field: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(tf.matmul(tf.reshape(field, [-1, SIDE]), blur), tf.shape(field))
+
     field = tf.reshape(2.0 * noise - 1.0, [-1, 2, SIDE, SIDE])
-    blur = tf.constant(gaussian_matrix(sigma))
-    smooth = tf.einsum("ij,najk,lk->nail", blur, field, blur)
+    across = tf.transpose(blur_last_axis(field), [0, 1, 3, 2])
+    smooth = tf.transpose(blur_last_axis(across), [0, 1, 3, 2])
     return alpha * smooth[:, 0], alpha * smooth[:, 1]
 
 

@@ -35,6 +35,11 @@ class Split:
         return len(self.images)
 
 
+def steps_per_epoch(size: int, batch_size: int) -> int:
+    """Batches in one pass over ``size`` examples; the last one may be short."""
+    return -(-size // batch_size)
+
+
 def split_path(name: str, prepared_dir: Path = PREPARED_DIR) -> Path:
     return Path(prepared_dir) / f"{name}.npz"
 

@@ -5,26 +5,31 @@ metrics/evaluate.json and metrics/baseline.json have the same keys and
 ``dvc metrics show`` lines them up. ``loss`` is always the mean softmax
 cross-entropy, whatever loss the model was trained with, so runs trained
 with mse and cross_entropy stay comparable.
+
+The exponentials and logarithms run XLA-compiled: numpy's ``exp`` and
+``log`` pick SIMD code by CPU (AVX-512 or AVX2) and round differently, and
+the metrics and plots must have the same bits on every machine.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from digits.runtime import tf
 from digits.idx import NUM_CLASSES
+
+_softmax = tf.function(tf.nn.softmax, jit_compile=True)
+_log_softmax = tf.function(tf.nn.log_softmax, jit_compile=True)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    return _softmax(np.asarray(logits, np.float32)).numpy()
 
 
 def cross_entropy(labels: np.ndarray, logits: np.ndarray) -> float:
     """Mean softmax cross-entropy of integer labels (N,) under logits (N, C)."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
+    log_probs = _log_softmax(np.asarray(logits, np.float32)).numpy()
+    return float(-log_probs[np.arange(len(labels)), labels].astype(np.float64).mean())
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *, num_classes: int = NUM_CLASSES) -> np.ndarray:

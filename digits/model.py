@@ -7,6 +7,11 @@ place (``assign_sub`` in digits.optimizers), which is what keeps them watched
 by the GradientTape: seed 002's ``w = w - lr * g`` turned them into plain
 Tensors and the next gradient came back None. Created under a tf.distribute
 strategy's scope they are mirrored on every replica (digits.distribute).
+
+Every matmul goes through ``dense``, whose gradient is written with
+canonical matmuls, and scoring goes through ``predict_logits``, compiled by
+XLA like the training epoch: together with digits.runtime's flags that gives
+the same bits on every x86-64 CPU (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -29,6 +34,24 @@ INPUT_SIZE = 28 * 28
 # value. (Outside a strategy the setting has no effect.)
 REPLICATED = tf.VariableAggregation.ONLY_FIRST_REPLICA
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh}
+EVAL_BATCH = 8192  # images per compiled forward pass when scoring a whole split
+
+
+@tf.custom_gradient
+def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    """``inputs @ weight``, whose gradient is two more matmuls in canonical form.
+
+    TensorFlow's own MatMul gradient multiplies by transposed operands
+    (``transpose_a``/``transpose_b``), which XLA hands to Eigen and oneDNN,
+    whose results depend on the CPU. Written with explicit transposes, all
+    three matmuls of a layer's step are (rows x k) @ (k x cols), the form
+    XLA's own GEMM compiles (digits.runtime), with the same bits everywhere.
+    """
+
+    def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.matmul(upstream, tf.transpose(weight)), tf.matmul(tf.transpose(inputs), upstream)
+
+    return tf.matmul(inputs, weight), gradient
 
 
 class Mlp(tf.Module):
@@ -62,7 +85,7 @@ class Mlp(tf.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if layer_input is not None:
                 hidden = layer_input(hidden, i)
-            hidden = tf.matmul(hidden, weight) + bias
+            hidden = dense(hidden, weight) + bias
             if i < last:
                 hidden = activation(hidden)
         return hidden
@@ -76,6 +99,18 @@ class Mlp(tf.Module):
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         for variable in self.parameters:
             variable.assign(arrays[variable.name.split(":")[0]])
+
+
+def predict_logits(model: Mlp, images: np.ndarray) -> np.ndarray:
+    """Logits (N, 10) for scaled, flattened images, XLA-compiled in chunks of EVAL_BATCH.
+
+    TensorFlow's own MatMul kernel (what an uncompiled call runs) picks its
+    code by the CPU's vector ISA and thread count; compiled, the forward pass
+    is the training loop's, with the same bits on every machine.
+    """
+    forward = tf.function(lambda chunk: model(chunk), jit_compile=True,
+                          input_signature=[tf.TensorSpec([None, model.layer_sizes[0]], tf.float32)])
+    return np.concatenate([forward(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
 
 
 def plain_copy(model: Mlp) -> Mlp:

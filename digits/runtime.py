@@ -16,22 +16,30 @@ warning, a traceback) still shows. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2
 (errors only) for the rest of the run. ``DIGITS_TF_LOGS=1`` turns all of it
 off: TensorFlow logs everything, as it would on its own.
 
-**XLA's CPU flags.** The training epoch is XLA-compiled (digits.training). By
-default XLA's CPU backend splits every matmul across the intra-op threads
-(Eigen's multi-threaded contraction). A step of this project's networks is a
-chain of small matmuls (at most 128x784 by 784x256 for the default net), and
-splitting each over two cores costs more in hand-offs than it gains. With
-``--xla_cpu_multi_thread_eigen=false`` each matmul runs whole on one thread
-and XLA's executor runs the independent ones side by side (each layer's
-weight gradient beside its input gradient). On the 2-core machine that made
-an epoch of the default net 0.55 s instead of 0.60 s. A 784-1024-1024-10
-net's matmuls are big enough to split well, and there XLA's default was as
-fast or faster (4.64 s against 5.10 s in one run): ``python
-benchmarks/train_speed.py [--hidden ...]`` times both. A flag already set in
-``XLA_FLAGS`` wins, so ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=true``
-restores XLA's default. Results do not depend on this flag, but they do on the number of
-intra-op threads (cores, or ``TF_NUM_INTRAOP_THREADS``): see the README's
-"Speed" section.
+**The same bits on every x86-64 CPU.** The training epoch, validation,
+evaluation and the augmentation plot are XLA-compiled, and these flags make
+XLA's code a function of the program alone, not of the CPU it runs on or its
+thread count (docs/reproducibility.md has the measurements):
+
+- ``xla_force_enable_experimental_llvm_ir_gemm`` (with
+  ``--xla_cpu_multi_thread_eigen=false``, which it needs): every canonical
+  matmul becomes XLA's own tiled GEMM, whose tiles are fixed when it compiles
+  and which sums each output over k in order, so tile sizes change speed, not
+  bits. XLA's default hands matmuls to Eigen and oneDNN, whose blocking
+  follows the cache sizes CPUID reports, the thread count and the vector ISA
+  (AVX-512 or AVX2): the same program gave three different results on three
+  CPU types. digits.model writes the backward pass with canonical matmuls too.
+- ``--xla_cpu_prefer_vector_width=256`` (XLA's default, pinned): the same
+  vector width on a machine with AVX-512 as on one with AVX2. (Capping the
+  instruction set too, ``--xla_cpu_max_isa=AVX2``, changed no bit here, and
+  made qemu's emulated Broadwell, Skylake and Cascade Lake crash.)
+- ``--xla_cpu_enable_platform_dependent_math=false``: no instruction whose
+  result differs between CPU makers (approximate reciprocals, say).
+
+The price is speed on several cores: XLA's GEMM runs each matmul on one
+thread (benchmarks/train_speed.py times both). ``DIGITS_SAME_BITS=0`` turns
+all of it off for a faster, CPU-specific run (dvc.lock will then differ from
+the committed one). A flag already set in ``XLA_FLAGS`` wins.
 """
 
 from __future__ import annotations
@@ -44,8 +52,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 VERBOSE_SWITCH = "DIGITS_TF_LOGS"
+SAME_BITS_SWITCH = "DIGITS_SAME_BITS"
 # XLA flags this project sets unless XLA_FLAGS already names them (XLA reads them once, at its first compile).
-XLA_CPU_FLAGS = {"--xla_cpu_multi_thread_eigen": "false"}
+GEMM_TILE = "6:4:2*vectwidth"  # rows : k per step : vectors of columns; the fastest measured on the 2-core machine
+SAME_BITS_XLA_FLAGS = {
+    "--xla_cpu_multi_thread_eigen": "false",
+    "--xla_cpu_prefer_vector_width": "256",
+    "--xla_cpu_enable_platform_dependent_math": "false",
+    "--xla_backend_extra_options": f"xla_force_enable_experimental_llvm_ir_gemm,xla_llvm_ir_gemm_tile_size={GEMM_TILE}",
+}
+FAST_XLA_FLAGS = {"--xla_cpu_multi_thread_eigen": "false"}
 # What TensorFlow prints while it starts that is not worth a user's attention.
 START_UP_NOISE = re.compile(
     r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "                          # absl INFO/WARNING lines (cudart stub, oneDNN notice, ...)
@@ -59,10 +75,16 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_SWITCH, "") not in ("", "0")
 
 
+def same_bits() -> bool:
+    """False only when the user asked for CPU-specific speed with DIGITS_SAME_BITS=0."""
+    return os.environ.get(SAME_BITS_SWITCH, "1").strip() != "0"
+
+
 def configure_xla_cpu() -> None:
     """Add the project's XLA CPU flags to ``XLA_FLAGS``, leaving any the user set."""
     current = os.environ.get("XLA_FLAGS", "")
-    added = [f"{flag}={value}" for flag, value in XLA_CPU_FLAGS.items() if flag not in current]
+    flags = SAME_BITS_XLA_FLAGS if same_bits() else FAST_XLA_FLAGS
+    added = [f"{flag}={value}" for flag, value in flags.items() if flag not in current]
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
 
@@ -97,4 +119,4 @@ else:
 
         tf.config.list_physical_devices()  # the GPU search (cuInit) happens here, still inside the capture
 
-__all__ = ["tf", "configure_xla_cpu", "start_up_noise_removed"]
+__all__ = ["tf", "configure_xla_cpu", "same_bits", "start_up_noise_removed"]

@@ -42,11 +42,11 @@ from tqdm import tqdm
 from digits.runtime import tf
 from digits.artifacts import load_npz, save_npz
 from digits.augment import augment, is_identity
-from digits.data import Split
+from digits.data import Split, steps_per_epoch
 from digits.distribute import chiefs_value, variable_scope
 from digits.dropout import dropout
 from digits.errors import PipelineError
-from digits.model import Mlp, build_model
+from digits.model import EVAL_BATCH, Mlp, build_model
 from digits.optimizers import Optimizer, make_optimizer
 from digits.params import AugmentParams, ModelParams, TrainParams
 from digits.regularizers import max_norm, smooth_labels
@@ -55,7 +55,6 @@ from digits.regularizers import max_norm, smooth_labels
 warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options", category=UserWarning)
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-EVAL_BATCH = 8192
 
 
 class TrainingDiverged(PipelineError):
@@ -82,10 +81,6 @@ def per_example_loss(name: str, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tens
 def epoch_order(size: int, *, seed: int, epoch: int) -> np.ndarray:
     """The data order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same batches."""
     return np.random.default_rng([seed, epoch]).permutation(size).astype(np.int32)
-
-
-def steps_per_epoch(size: int, batch_size: int) -> int:
-    return -(-size // batch_size)
 
 
 def replica_pieces(order: np.ndarray, *, batch_size: int, num_replicas: int) -> list[np.ndarray]:
@@ -146,7 +141,8 @@ class Trainer:
         labels_spec = tf.TensorSpec([None, classes], tf.float32)
         self._train_epoch = tf.function(self._epoch_graph, jit_compile=True, input_signature=[
             images_spec, labels_spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
-        self._evaluate = tf.function(self._evaluate_graph, input_signature=[images_spec, labels_spec])
+        # Compiled like the epoch: TensorFlow's own kernels would make the validation curve depend on the CPU.
+        self._evaluate = tf.function(self._evaluate_graph, jit_compile=True, input_signature=[images_spec, labels_spec])
         self._resident: tuple[Split, tf.Tensor, tf.Tensor] | None = None
 
     def resident_tensors(self, split: Split) -> tuple[tf.Tensor, tf.Tensor]:
@@ -393,6 +389,11 @@ class History:
 
     def as_dicts(self) -> list[dict[str, float]]:
         return [dict(zip(HISTORY_COLUMNS, row)) for row in self.rows]
+
+    @property
+    def kept_row(self) -> dict[str, float]:
+        """The figures of the kept epoch, whose weights the model holds: what metrics/train.json reports."""
+        return next(row for row in self.as_dicts() if row["epoch"] == self.kept_epoch)
 
 
 def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int, run_fingerprint: str, history: History) -> None:

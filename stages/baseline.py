@@ -24,16 +24,15 @@ from digits.runtime import tf  # first, before keras imports TensorFlow: quiet s
 import keras  # noqa: E402
 
 from digits.artifacts import write_json  # noqa: E402
-from digits.data import load_split
+from digits.data import load_split, steps_per_epoch
 from digits.errors import run_main
 from digits.idx import NUM_CLASSES
 from digits.metrics import classification_metrics
 from digits.augment import SIDE, is_identity
-from digits.model import initial_arrays
+from digits.model import EVAL_BATCH, initial_arrays
 from digits.optimizers import LearningRate
 from digits.params import AugmentParams, ModelParams, TrainParams, load_params
 from digits.regularizers import smooth_labels
-from digits.training import EVAL_BATCH, steps_per_epoch
 
 METRICS = Path("metrics/baseline.json")
 

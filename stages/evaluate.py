@@ -18,21 +18,15 @@ from digits.artifacts import write_csv, write_json
 from digits.data import load_split
 from digits.errors import PipelineError, run_main
 from digits.metrics import classification_metrics, softmax
-from digits.model import load_weights
+from digits.model import load_weights, predict_logits
 from digits.params import load_params
 from digits.plots import draw_misclassified_grid
-from digits.training import EVAL_BATCH
 
 WEIGHTS = Path("models/weights.npz")
 METRICS = Path("metrics/evaluate.json")
 CONFUSION = Path("plots/confusion.csv")
 CONFUSION_ERRORS = Path("plots/confusion_errors.csv")
 MISCLASSIFIED = Path("plots/misclassified.png")
-
-
-def predict_logits(model, images: np.ndarray) -> np.ndarray:
-    """Logits for every image, in chunks."""
-    return np.concatenate([model(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
 
 
 def main() -> None:

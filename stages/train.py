@@ -48,8 +48,10 @@ def draw_augmented_samples(path: Path, *, train: Split, settings: AugmentParams,
     if is_identity(settings):
         shown, title = [], "augment: off (every strength is 0); the network trains on these digits as they are"
     else:
-        shown = [augment(tf.constant(originals), settings=settings, epoch=epoch, indices=tf.constant(indices), background=scale[0]).numpy()
-                 for epoch in range(1, EPOCHS_SHOWN + 1)]
+        # compiled, as in the training epoch: the same pixels on every machine
+        distort = tf.function(lambda images, epoch: augment(images, settings=settings, epoch=epoch, indices=tf.constant(indices),
+                                                            background=scale[0]), jit_compile=True)
+        shown = [distort(tf.constant(originals), tf.constant(epoch)).numpy() for epoch in range(1, EPOCHS_SHOWN + 1)]
         title = f"original, then epochs 1-{EPOCHS_SHOWN} as trained on (augment.seed {settings.seed})"
     draw_augmented_grid(path, originals=originals, augmented=shown, scale=scale, title=title)
 
@@ -86,20 +88,20 @@ def main() -> None:
             run_fingerprint=run_fingerprint,
             divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
         )
-        kept = history.kept_epoch
-        kept_val_accuracy = {int(row[0]): row[4] for row in history.rows}[kept]
-        print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {kept} "
-              f"(val accuracy {kept_val_accuracy:.4f}); weights sha256 {weights_digest(model)}")
+        kept = history.kept_row
+        print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {history.kept_epoch} "
+              f"(val accuracy {kept['val_accuracy']:.4f}); weights sha256 {weights_digest(model)}")
 
         # Outputs: weights, SavedModel, curves, what training saw, metrics
         save_weights(model, root / WEIGHTS)
         export_saved_model(plain_copy(model), root / SAVED_MODEL, scale=params.data.scale)
         write_csv(root / HISTORY, HISTORY_COLUMNS, history.rows)
         draw_augmented_samples(root / AUGMENTED, train=train, settings=params.augment, scale=params.data.scale)
-        last = history.as_dicts()[-1]
         write_json(root / METRICS, {"epochs": params.train.epochs, "epochs_run": len(history.rows), "parameters": model.count_parameters(),
-                                    **{key: value for key, value in last.items() if key != "epoch"},
-                                    "best_epoch": history.best_epoch, "best_val_accuracy": history.best_val_accuracy, "kept_epoch": kept,
+                                    # the kept epoch's figures: what models/ holds (train.keep)
+                                    **{key: value for key, value in kept.items() if key != "epoch"},
+                                    "best_epoch": history.best_epoch, "best_val_accuracy": history.best_val_accuracy,
+                                    "kept_epoch": history.kept_epoch,
                                     # the bits of every output depend on these (requirements.txt is a dep of this stage)
                                     "tensorflow": tf.__version__, "numpy": np.__version__})
 

@@ -7,6 +7,7 @@ is on disk.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -24,6 +25,54 @@ from conftest import ROOT
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc")
 GIT_USER = ["-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def project_file(module: str) -> Path | None:
+    """The file of this project that ``import module`` executes, if the module is ours."""
+    path = ROOT.joinpath(*module.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_project_files(module: str) -> set[str]:
+    """Every file of this project that ``python -m module`` runs: the module, what it imports, transitively, and their packages.
+
+    Read from the import statements (anywhere in a file, also inside
+    functions), not by importing, so nothing is executed.
+    """
+    seen: set[Path] = set()
+    pending = [module]
+    while pending:
+        parts = pending.pop().split(".")
+        for depth in range(1, len(parts) + 1):  # digits.model runs digits/__init__.py first
+            path = project_file(".".join(parts[:depth]))
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    pending += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:  # `from pkg import name`: name may be a module
+                    pending += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return {str(path.relative_to(ROOT)) for path in seen}
+
+
+def test_every_stage_depends_on_exactly_the_code_it_runs():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        module = re.fullmatch(r"python -m ([\w.]+)( .*)?", stage["cmd"]).group(1)
+        listed = {dep for dep in stage["deps"] if dep.endswith(".py")}
+        imported = imported_project_files(module)
+        assert not imported - listed, f"dvc.yaml stage {name!r} misses deps it imports: {sorted(imported - listed)}"
+        assert not listed - imported, f"dvc.yaml stage {name!r} lists code it does not import: {sorted(listed - imported)}"
+
+
+def test_evaluation_runs_none_of_the_training_code():
+    evaluated = imported_project_files("stages.evaluate")
+    assert {"stages/evaluate.py", "digits/model.py", "digits/metrics.py", "digits/__init__.py"} <= evaluated
+    assert not evaluated & {"digits/training.py", "digits/optimizers.py", "digits/augment.py", "digits/dropout.py", "digits/distribute.py"}
 
 
 def tf_version() -> str:

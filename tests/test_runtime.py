@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, small_params, write_params
-from digits.runtime import START_UP_NOISE, configure_xla_cpu, start_up_noise_removed
+from digits.runtime import SAME_BITS_SWITCH, SAME_BITS_XLA_FLAGS, START_UP_NOISE, configure_xla_cpu, start_up_noise_removed
 
 ABSL_LINE = re.compile(r"^[IWEF]\d{4} ", re.M)
 
@@ -68,11 +68,21 @@ def test_start_up_filter_drops_tensorflow_noise_and_keeps_everything_else(capfd)
 
 def test_xla_flags_are_added_but_never_override_the_users(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv(SAME_BITS_SWITCH, raising=False)
     configure_xla_cpu()
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"
+    added = os.environ["XLA_FLAGS"]
+    assert added.split() == [f"{flag}={value}" for flag, value in SAME_BITS_XLA_FLAGS.items()]
     configure_xla_cpu()  # idempotent
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"
+    assert os.environ["XLA_FLAGS"] == added
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x")
     configure_xla_cpu()
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x"
+    assert os.environ["XLA_FLAGS"].startswith("--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x ")
+    assert "--xla_cpu_multi_thread_eigen=false" not in os.environ["XLA_FLAGS"] and "xla_force_enable_experimental_llvm_ir_gemm" in os.environ["XLA_FLAGS"]
+
+
+def test_the_switch_for_cpu_specific_speed_sets_only_the_old_flag(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv(SAME_BITS_SWITCH, "0")
+    configure_xla_cpu()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from digits.data import Split, load_split
+from digits.data import Split, load_split, steps_per_epoch
 from digits.model import build_model, weights_digest
 from digits.optimizers import make_optimizer
 from digits.params import load_params
 from digits.training import (DistributedTrainer, EpochResult, Regularization, Trainer, TrainingDiverged, build_trainer, epoch_order, fit,
-                             per_example_loss, replica_pieces, steps_per_epoch)
+                             per_example_loss, replica_pieces)
 
 # Everything on: what the best recipe does to each batch, at strengths a unit test can see
 RECIPE_TRAIN = {"dropout_input": 0.1, "dropout_hidden": 0.25, "label_smoothing": 0.1, "max_norm": 2.0, "weight_decay": 1e-4, "nesterov": True}
@@ -42,6 +42,25 @@ def test_one_training_step_lowers_the_batch_loss(prepared_dir):
     first, _ = trainer.train_step(images, labels)
     second, _ = trainer.train_step(images, labels)
     assert float(second) < float(first)
+
+
+def _dots(hlo: str) -> list[str]:
+    return [line.split(", metadata=")[0].strip() for line in hlo.splitlines() if " dot(" in line]
+
+
+def test_every_matmul_the_epoch_and_validation_compile_is_a_plain_one(prepared_dir):
+    """Only (rows x k) @ (k x cols) dots, with no batch or transposed dimension: the form digits.runtime's
+    flags send to XLA's own GEMM, the same bits on every CPU. Any other form goes to Eigen or oneDNN."""
+    train = load_split("train", prepared_dir)
+    trainer, _ = _trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
+    images, labels = trainer.resident_tensors(train)
+    epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(stage="optimized_hlo")
+    validation = trainer._evaluate.experimental_get_compiler_ir(images, labels)(stage="optimized_hlo")
+    dots = _dots(epoch) + _dots(validation)
+    assert len(_dots(epoch)) >= 3 * 3 - 1 + 2 and len(_dots(validation)) == 3  # each layer's 3 matmuls (the first layer's input gradient is unused), the blur's 2
+    for dot in dots:
+        assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dot and "batch_dims" not in dot, dot
+    assert "custom-call" not in epoch + validation
 
 
 def test_losses():

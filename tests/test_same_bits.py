@@ -1,0 +1,42 @@
+"""tools/same_bits.py: the real stages write the same bits on emulated CPUs of other makers and generations.
+
+The emulated comparison needs Debian's qemu-user (.ci/run installs it where
+apt-get works) and is skipped with that reason elsewhere. A tiny net and one
+compiled epoch keep it to a few minutes: under emulation TensorFlow starts
+in ~20 s and XLA compiles every program anew.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import same_bits  # noqa: E402
+
+TINY = {"hidden": [16], "epochs": 1, "train_size": 300, "test_size": 100}
+
+
+def test_digests_name_every_file_of_a_directory_and_differences_name_the_run_and_output(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"1")
+    first = same_bits.digest(tmp_path / "a")
+    (tmp_path / "a" / "y.bin").write_bytes(b"")
+    assert same_bits.digest(tmp_path / "a") != first  # an added empty file counts
+
+    results = {"native-2-threads": {"w": "1", "m": "2"}, "qemu-X": {"w": "1", "m": "3"}}
+    assert same_bits.differences(results) == ["qemu-X: m"]
+    assert [run.name for run in same_bits.planned_runs([1, 2], ["EPYC-Rome"])] == ["native-1-threads", "native-2-threads", "qemu-EPYC-Rome"]
+
+
+@pytest.mark.skipif(not same_bits.qemu_available(), reason="qemu-x86_64 is not installed (Debian: apt-get install qemu-user)")
+def test_an_amd_and_an_intel_cpu_emulated_give_the_native_bits():
+    runs = same_bits.planned_runs([2], ["EPYC-Rome", "Haswell-v4"])
+    results = same_bits.compare(runs, jobs=2, **TINY)
+    assert set(results) == {"native-2-threads", "qemu-EPYC-Rome", "qemu-Haswell-v4"}
+    assert same_bits.differences(results) == [], results
+    assert all(len(digests) == len(same_bits.OUTPUTS) for digests in results.values())

@@ -1,0 +1,174 @@
+"""Do train and evaluate write the same bits on other CPUs and thread counts? Train and compare.
+
+One short run with every training feature on (dropout, affine and elastic
+augmentation, weight decay, Nesterov momentum, label smoothing, max-norm,
+``keep: best``) is prepared once, then trained and evaluated by the real
+stages, ``python -m stages.train`` and ``python -m stages.evaluate``:
+
+- natively, once per intra-op thread count (``TF_NUM_INTRAOP_THREADS``);
+- under ``qemu-x86_64 -cpu MODEL`` (Debian's qemu-user) for each CPU model:
+  the program then sees that CPU's name, caches and instruction sets (TCG
+  emulates AVX2 and FMA but no AVX-512, so the native run covers AVX-512).
+
+Each run's outputs (weights, SavedModel, metrics, plots) are hashed and
+compared with the first run's. The last line is ``same_bits=true`` or
+``same_bits=false``; the exit status is 1 when any output differs.
+
+    python tools/same_bits.py                                   # 1 2 3 4 8 threads, EPYC-Rome Haswell-v4 Dhyana-v2
+    python tools/same_bits.py --threads 2 --cpus EPYC-Rome --hidden 1024 1024 --epochs 2   # the best recipe's net
+
+Emulation is slow: TensorFlow starts in ~20 s under it, and each stage
+compiles its XLA programs anew. ``--jobs`` runs that many at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_THREADS = (1, 2, 3, 4, 8)
+DEFAULT_CPUS = ("EPYC-Rome", "Haswell-v4", "Dhyana-v2")  # AMD Zen 2, Intel Haswell, Hygon (a Zen licensee)
+OUTPUTS = ("models/weights.npz", "models/saved_model", "metrics/train.json", "metrics/evaluate.json",
+           "plots/train_history.csv", "plots/augmented.png", "plots/confusion.csv", "plots/misclassified.png")
+# Every training feature on, at the best recipe's strengths
+FEATURES = {
+    "model": {"init": "he", "init_seed": 1},
+    "train": {"optimizer": "momentum", "nesterov": True, "lr": 0.05, "warmup_epochs": 1, "weight_decay": 2e-5, "max_norm": 4.0,
+              "label_smoothing": 0.05, "dropout_input": 0.1, "dropout_hidden": 0.2, "keep": "best", "batch_size": 128},
+    "augment": {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0},
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One way to run the stages: natively with a thread count, or under an emulated CPU."""
+
+    name: str
+    launcher: tuple[str, ...] = ()
+    threads: int | None = None
+
+
+def qemu_available() -> bool:
+    return shutil.which("qemu-x86_64") is not None
+
+
+def write_params(workdir: Path, *, hidden: list[int], epochs: int, train_size: int, test_size: int) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(raw_dir=str(ROOT / params["data"]["raw_dir"]), train_size=train_size, test_size=test_size, val_size=train_size // 5)
+    for section, values in FEATURES.items():
+        params[section].update(values)
+    params["model"]["hidden"] = hidden
+    params["train"]["epochs"] = epochs
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stage_env(threads: int | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_NUM_INTRAOP_THREADS", None)
+    if threads is not None:
+        env["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    return env
+
+
+def run_stages(run: Run, prepared: Path, workdir: Path, stages: tuple[str, ...] = ("train", "evaluate")) -> None:
+    """Train and evaluate in ``workdir`` on a copy of the prepared data, the way ``run`` says."""
+    shutil.copytree(prepared / "data" / "prepared", workdir / "data" / "prepared")
+    shutil.copy(prepared / "params.yaml", workdir / "params.yaml")
+    for stage in stages:
+        command = [*run.launcher, sys.executable, "-m", f"stages.{stage}"]
+        result = subprocess.run(command, cwd=workdir, env=stage_env(run.threads), capture_output=True, text=True)
+        if result.returncode != 0:
+            noise = "TCG doesn't support requested feature"  # qemu's note on every thread it starts
+            errors = "\n".join(line for line in result.stderr.splitlines() if noise not in line)
+            raise RuntimeError(f"{run.name}: stages.{stage} failed ({result.returncode}):\n{errors[-2000:]}")
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and bytes, in sorted order)."""
+    hasher = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        hasher.update(str(file.relative_to(path)).encode() if path.is_dir() else b"")
+        hasher.update(file.read_bytes())
+    return hasher.hexdigest()[:16]
+
+
+def output_digests(workdir: Path) -> dict[str, str]:
+    return {output: digest(workdir / output) for output in OUTPUTS}
+
+
+def prepare(workdir: Path, **sizes) -> None:
+    write_params(workdir, **sizes)
+    result = subprocess.run([sys.executable, "-m", "stages.prepare"], cwd=workdir, env=stage_env(None), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"stages.prepare failed:\n{result.stderr}")
+
+
+def compare(runs: list[Run], *, hidden: list[int], epochs: int, train_size: int, test_size: int, jobs: int) -> dict[str, dict[str, str]]:
+    """Each run's output digests, keyed by run name, all from the same prepared data."""
+    with tempfile.TemporaryDirectory(prefix="same-bits-") as temporary:
+        root = Path(temporary)
+        (root / "prepared").mkdir()
+        prepare(root / "prepared", hidden=hidden, epochs=epochs, train_size=train_size, test_size=test_size)
+
+        def one(run: Run) -> tuple[str, dict[str, str]]:
+            workdir = root / run.name
+            workdir.mkdir()
+            run_stages(run, root / "prepared", workdir)
+            return run.name, output_digests(workdir)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return dict(pool.map(one, runs))
+
+
+def differences(results: dict[str, dict[str, str]]) -> list[str]:
+    """'run: output' for every output that differs from the first run's."""
+    reference = next(iter(results.values()))
+    return [f"{name}: {output}" for name, digests in results.items() for output, value in digests.items() if value != reference[output]]
+
+
+def planned_runs(threads: list[int], cpus: list[str]) -> list[Run]:
+    runs = [Run(f"native-{count}-threads", threads=count) for count in threads]
+    return runs + [Run(f"qemu-{model}", launcher=("qemu-x86_64", "-cpu", model)) for model in cpus]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="*", default=list(DEFAULT_THREADS), help="native runs, one per intra-op thread count")
+    parser.add_argument("--cpus", nargs="*", default=list(DEFAULT_CPUS), help="emulated runs, one per qemu -cpu model (qemu-x86_64 -cpu help)")
+    parser.add_argument("--hidden", type=int, nargs="*", default=[64, 32])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=1500)
+    parser.add_argument("--test-size", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each emulated run keeps one core busy)")
+    args = parser.parse_args()
+    if args.cpus and not qemu_available():
+        print("qemu-x86_64 is not installed (Debian: apt-get install qemu-user): the emulated CPUs are left out")
+        args.cpus = []
+    runs = planned_runs(args.threads, args.cpus)
+    print(f"net 784-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs on {args.train_size} images, every training feature on; "
+          f"{len(runs)} runs: {', '.join(run.name for run in runs)}", flush=True)
+    results = compare(runs, hidden=args.hidden, epochs=args.epochs, train_size=args.train_size, test_size=args.test_size, jobs=args.jobs)
+    print(f"\n{'run':28s} " + " ".join(f"{Path(output).name[:16]:>16s}" for output in OUTPUTS))
+    for name, digests in results.items():
+        print(f"{name:28s} " + " ".join(f"{digests[output]:>16s}" for output in OUTPUTS))
+    different = differences(results)
+    for line in different:
+        print(f"differs: {line}")
+    print(f"same_bits={str(not different).lower()}")
+    sys.exit(1 if different else 0)
+
+
+if __name__ == "__main__":
+    main()
