@@ -6,8 +6,10 @@ one), batch (128), prepared MNIST (``data/prepared/train.npz``: run
 
 - eager: the seeds' loop, a Python for over batches, GradientTape, assign_sub
 - tf.function per step: the same step compiled, still one Python call a batch
-- this project: digits.training.Trainer, one XLA-compiled call per epoch; and
-  the same with XLA's default flags instead of digits.runtime's
+- this project: digits.training.Trainer, one XLA-compiled call per epoch, with
+  the same bits on every CPU (digits.runtime); the same with
+  ``DIGITS_SAME_BITS=0`` (Eigen's CPU-specific matmuls, the loop before it
+  gave the same bits everywhere); and with XLA's default flags
 - keras fit: ``model.fit`` on the equivalent keras.Sequential
 - jax: a ``jax.jit`` epoch, ``lax.fori_loop`` over the full batches, each step
   gathering its batch from the epoch's permutation (the idiomatic fast JAX
@@ -51,12 +53,13 @@ USERS_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # before digits.runtime adds 
 LR = 0.1
 PROJECT = "this project (XLA epoch)"
 PROJECT_DEFAULT_FLAGS = "this project, XLA's default flags"
+PROJECT_CPU_SPECIFIC = "this project, DIGITS_SAME_BITS=0"  # Eigen's matmuls: the loop before it gave the same bits everywhere
 KERAS = "keras model.fit"
 JAX = "jax.jit epoch (default flags)"
 JAX_PROJECT_FLAGS = "jax.jit epoch (project's flags)"
 LIMIT = "limit: matmuls only (project's flags)"
 LIMIT_DEFAULT = "limit: matmuls only (default flags)"
-CONTENDERS = ["eager per step (seeds)", "tf.function per step", PROJECT, PROJECT_DEFAULT_FLAGS, KERAS, JAX, JAX_PROJECT_FLAGS, LIMIT, LIMIT_DEFAULT]
+CONTENDERS = ["eager per step (seeds)", "tf.function per step", PROJECT, PROJECT_CPU_SPECIFIC, PROJECT_DEFAULT_FLAGS, KERAS, JAX, JAX_PROJECT_FLAGS, LIMIT, LIMIT_DEFAULT]
 NEEDS_JAX = {JAX, JAX_PROJECT_FLAGS}
 # Contenders that must not get this project's XLA flags (digits.xla sets them on import of digits.training).
 DEFAULT_FLAGS = {JAX, LIMIT_DEFAULT, PROJECT_DEFAULT_FLAGS}
@@ -86,7 +89,7 @@ def tensorflow_contender(name: str, layer_sizes: list[int], batch: int, train):
     steps = steps_per_epoch(len(train), batch)
     images, labels = tf.constant(train.images), tf.constant(train.labels)
 
-    if name in (PROJECT, PROJECT_DEFAULT_FLAGS):
+    if name in (PROJECT, PROJECT_CPU_SPECIFIC, PROJECT_DEFAULT_FLAGS):
         model = build_model(model_params)
         trainer = Trainer(model, make_optimizer(train_params, model.parameters, steps_per_epoch=steps), loss="cross_entropy", batch_size=batch)
         return lambda epoch: trainer.train_epoch(train, epoch_order(len(train), seed=0, epoch=epoch))
@@ -217,8 +220,11 @@ def worker(name: str, layer_sizes: list[int], batch: int) -> None:
 
 def start_worker(name: str, args: argparse.Namespace) -> subprocess.Popen:
     env = {**os.environ, "XLA_FLAGS": USERS_XLA_FLAGS}  # each worker's digits.runtime adds the project's flags itself
+    if name == PROJECT_CPU_SPECIFIC:
+        env["DIGITS_SAME_BITS"] = "0"
     if name in DEFAULT_FLAGS:
         env["XLA_FLAGS"] = f"{USERS_XLA_FLAGS} --xla_cpu_multi_thread_eigen=true".strip()  # XLA's default, stated so that digits.runtime leaves it
+        env["DIGITS_SAME_BITS"] = "0"  # and none of the same-bits flags
     command = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--hidden", *map(str, args.hidden)]
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
@@ -297,6 +303,8 @@ def main() -> None:
     fraction = median_ratio(limit, ours) if limit else math.nan
     if JAX_PROJECT_FLAGS in times:
         print(f"this project / jax with the project's XLA flags: {median_ratio(ours, times[JAX_PROJECT_FLAGS]):.4f}")
+    if PROJECT_CPU_SPECIFIC in times:
+        print(f"same bits / CPU-specific (DIGITS_SAME_BITS=0): {median_ratio(ours, times[PROJECT_CPU_SPECIFIC]):.4f}")
     print(f"ratio_vs_keras_fit={ratio_keras:.4f}")
     print(f"ratio_vs_jax={ratio_jax:.4f}")
     print(f"fraction_of_limit={fraction:.4f}")

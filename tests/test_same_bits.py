@@ -28,8 +28,8 @@ def test_digests_name_every_file_of_a_directory_and_differences_name_the_run_and
     (tmp_path / "a" / "y.bin").write_bytes(b"")
     assert same_bits.digest(tmp_path / "a") != first  # an added empty file counts
 
-    results = {"native-2-threads": {"w": "1", "m": "2"}, "qemu-X": {"w": "1", "m": "3"}}
-    assert same_bits.differences(results) == ["qemu-X: m"]
+    results = {"native-2-threads": {"w": "1", "m": "2"}, "qemu-X": {"w": "1", "m": "3"}, "qemu-Y": {same_bits.FAILED: "stages.train\nSegmentation fault"}}
+    assert same_bits.differences(results) == ["qemu-X: m", "qemu-Y: failed: Segmentation fault"]
     assert [run.name for run in same_bits.planned_runs([1, 2], ["EPYC-Rome"])] == ["native-1-threads", "native-2-threads", "qemu-EPYC-Rome"]
 
 

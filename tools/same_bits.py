@@ -14,7 +14,7 @@ Each run's outputs (weights, SavedModel, metrics, plots) are hashed and
 compared with the first run's. The last line is ``same_bits=true`` or
 ``same_bits=false``; the exit status is 1 when any output differs.
 
-    python tools/same_bits.py                                   # 1 2 3 4 8 threads, EPYC-Rome Haswell-v4 Dhyana-v2
+    python tools/same_bits.py                                   # 1 2 3 4 8 threads, 3 emulated CPUs
     python tools/same_bits.py --threads 2 --cpus EPYC-Rome --hidden 1024 1024 --epochs 2   # the best recipe's net
 
 Emulation is slow: TensorFlow starts in ~20 s under it, and each stage
@@ -38,7 +38,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_THREADS = (1, 2, 3, 4, 8)
-DEFAULT_CPUS = ("EPYC-Rome", "Haswell-v4", "Dhyana-v2")  # AMD Zen 2, Intel Haswell, Hygon (a Zen licensee)
+# AMD Zen 2, Intel Haswell, Hygon (a Zen licensee). qemu 7.2 mis-runs code built for later Intel
+# models (docs/reproducibility.md): Skylake crashes with DIGITS_SAME_BITS=0 too.
+DEFAULT_CPUS = ("EPYC-Rome", "Haswell-v4", "Dhyana-v2")
+FAILED = "failed"
 OUTPUTS = ("models/weights.npz", "models/saved_model", "metrics/train.json", "metrics/evaluate.json",
            "plots/train_history.csv", "plots/augmented.png", "plots/confusion.csv", "plots/misclassified.png")
 # Every training feature on, at the best recipe's strengths
@@ -70,6 +73,7 @@ def write_params(workdir: Path, *, hidden: list[int], epochs: int, train_size: i
         params[section].update(values)
     params["model"]["hidden"] = hidden
     params["train"]["epochs"] = epochs
+    params["train"]["warmup_epochs"] = min(FEATURES["train"]["warmup_epochs"], epochs - 1)  # a warm-up must end before the run does
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -125,7 +129,10 @@ def compare(runs: list[Run], *, hidden: list[int], epochs: int, train_size: int,
         def one(run: Run) -> tuple[str, dict[str, str]]:
             workdir = root / run.name
             workdir.mkdir()
-            run_stages(run, root / "prepared", workdir)
+            try:
+                run_stages(run, root / "prepared", workdir)
+            except RuntimeError as failure:  # one run's crash is a finding, not the end of the comparison
+                return run.name, {FAILED: str(failure)}
             return run.name, output_digests(workdir)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -133,9 +140,15 @@ def compare(runs: list[Run], *, hidden: list[int], epochs: int, train_size: int,
 
 
 def differences(results: dict[str, dict[str, str]]) -> list[str]:
-    """'run: output' for every output that differs from the first run's."""
+    """'run: output' for every output that differs from the first run's, and 'run: failed ...' for a run that did not finish."""
     reference = next(iter(results.values()))
-    return [f"{name}: {output}" for name, digests in results.items() for output, value in digests.items() if value != reference[output]]
+    found = []
+    for name, digests in results.items():
+        if FAILED in digests:
+            found.append(f"{name}: failed: {digests[FAILED].splitlines()[-1]}")
+            continue
+        found += [f"{name}: {output}" for output, value in digests.items() if value != reference.get(output)]
+    return found
 
 
 def planned_runs(threads: list[int], cpus: list[str]) -> list[Run]:
@@ -162,7 +175,7 @@ def main() -> None:
     results = compare(runs, hidden=args.hidden, epochs=args.epochs, train_size=args.train_size, test_size=args.test_size, jobs=args.jobs)
     print(f"\n{'run':28s} " + " ".join(f"{Path(output).name[:16]:>16s}" for output in OUTPUTS))
     for name, digests in results.items():
-        print(f"{name:28s} " + " ".join(f"{digests[output]:>16s}" for output in OUTPUTS))
+        print(f"{name:28s} " + " ".join(f"{digests.get(output, FAILED):>16s}" for output in OUTPUTS))
     different = differences(results)
     for line in different:
         print(f"differs: {line}")
