@@ -85,11 +85,11 @@ def stage_env(threads: int | None) -> dict[str, str]:
     return env
 
 
-def run_stages(run: Run, prepared: Path, workdir: Path, stages: tuple[str, ...] = ("train", "evaluate")) -> None:
+def run_stages(run: Run, prepared: Path, workdir: Path) -> None:
     """Train and evaluate in ``workdir`` on a copy of the prepared data, the way ``run`` says."""
     shutil.copytree(prepared / "data" / "prepared", workdir / "data" / "prepared")
     shutil.copy(prepared / "params.yaml", workdir / "params.yaml")
-    for stage in stages:
+    for stage in ("train", "evaluate"):
         command = [*run.launcher, sys.executable, "-m", f"stages.{stage}"]
         result = subprocess.run(command, cwd=workdir, env=stage_env(run.threads), capture_output=True, text=True)
         if result.returncode != 0:
