@@ -14,10 +14,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from digits.artifacts import why_unreadable
 from digits.errors import PipelineError
 
 FIELD, BOX = 28, 20
 MIN_CONTRAST = 40  # grey levels between background and ink below which an image counts as blank
+MAX_PIXELS = 64_000_000  # 8000 x 8000: larger than any camera's picture of a digit needs; checked before decoding
+# Pillow's own guard (DecompressionBombError from Image.open) gives way to MAX_PIXELS, checked right after
+# opening, before any decoding, with a message that names the picture's size.
+Image.MAX_IMAGE_PIXELS = None
+WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}  # 16-bit grey: full scale
 
 
 class ImageError(PipelineError):
@@ -25,20 +31,43 @@ class ImageError(PipelineError):
 
 
 def load_grayscale(path: Path | str) -> np.ndarray:
-    """Any PNG/JPEG (colour, grayscale, with alpha, rotated by EXIF) as float grey levels 0-255."""
+    """Any PNG/JPEG (colour, grey, 16-bit, with alpha, rotated by EXIF) as float grey levels 0-255.
+
+    A picture with transparency gets its ink from the alpha channel: a digit
+    drawn on a transparent background (white or black strokes) is the opaque
+    part, whatever its colour. 16-bit and 32-bit grey levels are scaled to
+    0-255, never clipped (clipping turns every level above 255 white).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: file not found")
+    problem = why_unreadable(path)
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     try:
         with Image.open(path) as opened:
+            width, height = opened.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{path}: too large ({width} x {height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels); scale it down")
             image = ImageOps.exif_transpose(opened)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(white, rgba)  # transparent areas become paper
+                alpha = np.asarray(image.convert("RGBA"), dtype=np.float32)[..., 3]
+                if alpha.max() - alpha.min() >= MIN_CONTRAST:
+                    return alpha  # opaque strokes on a transparent background: light ink on dark, as MNIST
+                image = image.convert("RGB")  # alpha carries nothing: the colours do
+            if image.mode in WIDE_MODES or image.mode in ("I", "F"):
+                return wide_to_grey(np.asarray(image, dtype=np.float64), full_scale=WIDE_MODES.get(image.mode))
             return np.asarray(image.convert("L"), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{path}: not a readable image ({error})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode in this machine's memory") from None
+
+
+def wide_to_grey(levels: np.ndarray, *, full_scale: int | None) -> np.ndarray:
+    """16-bit, 32-bit or float grey levels as 0-255, scaled by the format's full scale (or the 16-bit one, or the image's own maximum)."""
+    if full_scale is None:
+        top = float(levels.max(initial=0))
+        full_scale = 255 if top <= 255 else 65535 if top <= 65535 else top
+    return (np.clip(levels, 0, None) * (255.0 / full_scale)).astype(np.float32)
 
 
 def to_mnist(gray: np.ndarray, *, name: str = "image") -> np.ndarray:

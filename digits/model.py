@@ -17,13 +17,14 @@ the same bits on every x86-64 CPU (docs/reproducibility.md).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from digits.runtime import tf
-from digits.artifacts import save_npz, load_npz
+from digits.artifacts import ArraySpec, load_npz, npz_headers, save_npz
 from digits.errors import PipelineError
 from digits.idx import NUM_CLASSES
 from digits.params import ModelParams
@@ -172,19 +173,21 @@ def save_weights(model: Mlp, path: Path | str) -> None:
 
 
 def load_weights(path: Path | str) -> Mlp:
-    """Rebuild an Mlp from ``save_weights`` output, checking that the layers chain."""
-    arrays = load_npz(path)
-    try:
-        activation = str(arrays.pop("activation"))
-        count = len(arrays) // 2
-        weights = [arrays[f"W{i}"] for i in range(count)]
-        biases = [arrays[f"b{i}"] for i in range(count)]
-    except KeyError as missing:
-        raise PipelineError(f"{path}: not a weights file of this project (missing {missing})") from None
-    layer_sizes = [weights[0].shape[0]] + [weight.shape[1] for weight in weights]
-    for i, (weight, bias) in enumerate(zip(weights, biases)):
-        if weight.dtype != np.float32 or weight.shape != (layer_sizes[i], layer_sizes[i + 1]) or bias.shape != (layer_sizes[i + 1],):
-            raise PipelineError(f"{path}: layer {i} has shapes {weight.shape}/{bias.shape}, which do not chain as {layer_sizes}")
-    model = Mlp(layer_sizes, activation=activation)
-    model.set_arrays({**{f"W{i}": w for i, w in enumerate(weights)}, **{f"b{i}": b for i, b in enumerate(biases)}})
+    """Rebuild an Mlp from ``save_weights`` output, its headers checked first: float32 layers that chain, and an activation."""
+    headers = npz_headers(path)
+    layers = 1 + max((int(name[1:]) for name in headers if re.fullmatch(r"[Wb]\d{1,4}", name)), default=-1)
+    sizes = []
+    for i in range(layers):
+        shape = headers.get(f"W{i}", ((), None))[0]
+        if len(shape) != 2:
+            raise PipelineError(f"{path}: not a weights file of this project (W{i} is missing or not a matrix)")
+        sizes += [shape[0], shape[1]] if i == 0 else [shape[1]]
+    if not sizes:
+        raise PipelineError(f"{path}: not a weights file of this project (no weight matrix W0)")
+    expected = {"activation": ArraySpec("str", ())}
+    for i in range(len(sizes) - 1):
+        expected |= {f"W{i}": ArraySpec("float32", (sizes[i], sizes[i + 1])), f"b{i}": ArraySpec("float32", (sizes[i + 1],))}
+    arrays = load_npz(path, expected)
+    model = Mlp(sizes, activation=str(arrays.pop("activation")))
+    model.set_arrays(arrays)
     return model

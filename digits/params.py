@@ -9,7 +9,9 @@ in params.yaml fails ``dvc repro`` even when no tracked param changed.
 
 from __future__ import annotations
 
+import os
 import re
+import reprlib
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +23,13 @@ from digits.errors import PipelineError, run_main
 from digits.idx import TEST_LABELS, TRAIN_LABELS, find_idx_file, read_idx_shape
 
 PARAMS_FILE = Path("params.yaml")
+# Bounds on what a params file may be, so that a hostile one is refused fast and in little memory:
+# the real one is 3 kB with about 60 values, nested 3 deep.
+MAX_FILE_BYTES = 1 << 20
+MAX_NESTING = 20
+MAX_VALUES = 10_000  # counting every use of a YAML anchor (an "anchor bomb" expands to billions)
+_EXCERPT = reprlib.Repr()  # what an error message shows of a value: a short excerpt, never all of it
+_EXCERPT.maxlevel, _EXCERPT.maxlist, _EXCERPT.maxdict, _EXCERPT.maxstring, _EXCERPT.maxother = 2, 8, 4, 60, 60
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]
@@ -128,6 +137,37 @@ class Params(Section):
     augment: AugmentParams
     evaluate: EvaluateParams
 
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> Params:
+        needed, available = training_memory_bytes(self), physical_memory_bytes()
+        if needed > available:
+            raise ValueError(f"model.hidden = {_EXCERPT.repr(self.model.hidden)}: training this network needs about {needed / 1e9:,.0f} GB "
+                             f"(weights, gradients, optimizer state and the copies a checkpoint writes), "
+                             f"more than this machine's {available / 1e9:,.0f} GB of memory")
+        return self
+
+
+def parameter_count(layer_sizes: list[int]) -> int:
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+
+
+def training_memory_bytes(params: Params, *, input_size: int = 784, num_classes: int = 10) -> int:
+    """A lower bound on the memory the train stage needs for ``params``: float32 copies of every parameter.
+
+    The weights, their gradient, the optimizer's slots (1 for momentum and
+    RMSprop, 2 for Adam), the best epoch's weights (keep: best), and the two
+    copies saving a checkpoint makes (numpy arrays, the serialised file); plus
+    one batch's activations forward and back.
+    """
+    layers = [input_size, *params.model.hidden, num_classes]
+    slots = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}[params.train.optimizer]
+    copies = 2 + slots + (params.train.keep == "best") + 2
+    return 4 * (copies * parameter_count(layers) + 2 * params.train.batch_size * sum(layers))
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
 
 class _YamlLoader(yaml.SafeLoader):
     """SafeLoader that reads ``1e-3`` as a float, as YAML 1.2 and DVC do.
@@ -144,9 +184,55 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str) -> object:
-    """YAML as DVC reads it (``1e-3`` is a float): for params.yaml and for ``-S key=value`` overrides."""
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
+def parse_yaml(text: str, *, source: str = "params.yaml") -> object:
+    """YAML as DVC reads it (``1e-3`` is a float): for params.yaml and for ``-S key=value`` overrides.
+
+    The document is composed and checked before any Python value is built:
+    a key given twice is refused (PyYAML keeps the last silently; DVC refuses
+    the file), and so are nesting deeper than MAX_NESTING and more than
+    MAX_VALUES values once anchors are expanded.
+    """
+    loader = _YamlLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ParamsError(f"{source}: nested too deeply (at most {MAX_NESTING} levels)") from None
+        if node is None:
+            return None
+        _check_node(node, source=source, depth=0, sizes={})
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_node(node: yaml.Node, *, source: str, depth: int, sizes: dict[int, int]) -> int:
+    """How many values ``node`` holds once its aliases are expanded; raises on a duplicate key, deep nesting or too many values.
+
+    ``sizes`` remembers each node already counted, so an anchor used a
+    million times is counted in one step, not a million.
+    """
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if depth > MAX_NESTING:
+        raise ParamsError(f"{source}, line {node.start_mark.line + 1}: nested too deeply (at most {MAX_NESTING} levels)")
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if key.value in seen:
+                    raise ParamsError(f"{source}, line {key.start_mark.line + 1}: key {_EXCERPT.repr(key.value)} given twice "
+                                      f"(first on line {seen[key.value]}); YAML allows each key once")
+                seen[key.value] = key.start_mark.line + 1
+            size += _check_node(key, source=source, depth=depth + 1, sizes=sizes) + _check_node(value, source=source, depth=depth + 1, sizes=sizes)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_check_node(item, source=source, depth=depth + 1, sizes=sizes) for item in node.value)
+    if size > MAX_VALUES:
+        raise ParamsError(f"{source}, line {node.start_mark.line + 1}: holds more than {MAX_VALUES:,} values once its anchors are expanded "
+                          f"(params.yaml holds about 60)")
+    sizes[id(node)] = size
+    return size
 
 
 def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
@@ -162,8 +248,8 @@ def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error":
         # Cross-field checks already name their key and value: "scale = [1, 0]: ..."
-        return f"{key}.{message}"
-    return f"{key} = {error.get('input')!r}: {message}"
+        return f"{key}.{message}" if key else message
+    return f"{key} = {_EXCERPT.repr(error.get('input'))}: {message}"
 
 
 def parse_params(raw: object, *, source: str = "params.yaml") -> Params:
@@ -182,9 +268,21 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml."""
     path = Path(path)
     try:
-        raw = parse_yaml(path.read_text())
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ParamsError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; params.yaml is a few kB of settings")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ParamsError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
+    try:
+        raw = parse_yaml(text, source=str(path))
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML ({error})") from None
     return parse_params(raw, source=str(path))

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from digits.runtime import tf
-from digits.artifacts import load_npz, save_npz
+from digits.artifacts import ArraySpec, check_npz, load_npz, npz_headers, save_npz
 from digits.augment import augment, is_identity
 from digits.data import Split, steps_per_epoch
 from digits.distribute import chiefs_value, variable_scope
@@ -408,20 +408,48 @@ def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int,
     })
 
 
+def checkpoint_spec(model: Mlp, optimizer: Optimizer) -> dict[str, ArraySpec]:
+    """What a checkpoint of this model and optimizer holds (``save_checkpoint``); the ``best/`` weights are there only for keep: best."""
+    def spec(array: np.ndarray) -> ArraySpec:
+        return ArraySpec(array.dtype.name, array.shape)
+
+    weights = {name: spec(array) for name, array in model.get_arrays().items()}
+    return {
+        **{f"model/{name}": value for name, value in weights.items()},
+        **{f"optimizer/{name}": spec(array) for name, array in optimizer.state_arrays().items()},
+        "epoch": ArraySpec("int64", ()),
+        "fingerprint": ArraySpec("str", ()),
+        "history": ArraySpec("float64", ("epochs", len(HISTORY_COLUMNS))),
+        "stopped_early": ArraySpec("bool", ()),
+        **{f"best/{name}": value for name, value in weights.items()},
+    }
+
+
 def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fingerprint: str, epochs: int, log: Callable[[str], None]) -> tuple[int, History]:
-    """(epochs already done, their history) from ``path`` if it belongs to this run, else (0, empty)."""
-    if not path.is_file():
+    """(epochs already done, their history) from ``path`` if it belongs to this run, else (0, empty).
+
+    A checkpoint is only ever a shortcut: one that is damaged, crafted or of
+    another run is reported and training starts afresh. Its headers are
+    checked before anything is loaded (digits.artifacts), then its values.
+    """
+    if not path.exists() and not path.is_symlink():
         return 0, History()
+    expected = checkpoint_spec(model, optimizer)
     try:
-        arrays = load_npz(path)
-        done, saved_fingerprint = int(arrays["epoch"]), str(arrays["fingerprint"])
-    except (PipelineError, KeyError, ValueError):
-        log(f"train: {path} is not a readable checkpoint; starting from scratch")
+        # first the fingerprint alone: another run's checkpoint holds other shapes, and that is not damage
+        fingerprint_header = {name: header for name, header in npz_headers(path).items() if name == "fingerprint"}
+        check_npz(path, fingerprint_header, {"fingerprint": expected["fingerprint"]})
+        if str(load_npz(path, only=["fingerprint"])["fingerprint"]) != run_fingerprint:
+            log(f"train: {path} was made with other params; not resuming it, starting from scratch")
+            return 0, History()
+        arrays = load_npz(path, expected, optional=[name for name in expected if name.startswith("best/")])
+        done, history_rows = int(arrays["epoch"]), arrays["history"]
+        if not 0 <= done == len(history_rows) or not np.array_equal(history_rows[:, 0], np.arange(1, done + 1)):
+            raise PipelineError(f"{path}: epoch {done} does not match its history of {len(history_rows)} epochs")
+    except PipelineError as problem:
+        log(f"train: not a usable checkpoint: {problem}; starting from scratch")
         return 0, History()
-    if saved_fingerprint != run_fingerprint:
-        log(f"train: {path} was made with other params; not resuming it, starting from scratch")
-        return 0, History()
-    if done >= epochs or bool(arrays.get("stopped_early", False)):
+    if done >= epochs or bool(arrays["stopped_early"]):
         return 0, History()  # a finished run: a forced re-run trains again from the start
 
     def section(prefix: str) -> dict[str, np.ndarray]:
@@ -430,7 +458,7 @@ def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fing
     model.set_arrays(section("model/"))
     optimizer.load_state_arrays(section("optimizer/"))
     log(f"train: resuming from {path} after epoch {done} of {epochs}")
-    return done, History([[int(row[0]), *map(float, row[1:])] for row in arrays["history"]], best_weights=section("best/") or None)
+    return done, History([[int(row[0]), *map(float, row[1:])] for row in history_rows], best_weights=section("best/") or None)
 
 
 # ------------------------------------------------------------------ the loop

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.artifacts import write_csv, write_json
+from digits.artifacts import check_writable, write_csv, write_json
 from digits.data import load_split
 from digits.errors import PipelineError, run_main
 from digits.metrics import classification_metrics, softmax
@@ -32,7 +32,8 @@ MISCLASSIFIED = Path("plots/misclassified.png")
 def main() -> None:
     params = load_params().evaluate
 
-    # Model and test data
+    # Model and test data (and outputs that could be written)
+    check_writable(METRICS, CONFUSION, CONFUSION_ERRORS, MISCLASSIFIED)
     model = load_weights(WEIGHTS)
     test = load_split("test")
     if test.images.shape[1] != model.layer_sizes[0]:

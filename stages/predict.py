@@ -28,7 +28,12 @@ def load_classifier(path: Path):
     """The SavedModel's serving function: uint8 (N, 28, 28) -> {"probabilities": (N, 10)}."""
     if not (path / "saved_model.pb").is_file():
         raise PipelineError(f"{path}: no SavedModel here (run `dvc repro` to train and export one)")
-    return tf.saved_model.load(str(path)).signatures["serving_default"]
+    try:
+        return tf.saved_model.load(str(path)).signatures["serving_default"]
+    except Exception as error:  # noqa: BLE001 - TensorFlow raises OSError, IndexError, ValueError, DecodeError, OpError... for a damaged file
+        reason = (getattr(error, "message", None) or str(error) or type(error).__name__).splitlines()[0]
+        restore = "`dvc checkout models/saved_model` restores the committed one" if path == SAVED_MODEL else "export it again"
+        raise PipelineError(f"{path}: a damaged SavedModel ({type(error).__name__}: {reason}); {restore}") from None
 
 
 def main() -> None:

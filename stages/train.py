@@ -20,7 +20,7 @@ import numpy as np
 
 
 from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
-from digits.artifacts import write_csv, write_json
+from digits.artifacts import check_writable, write_csv, write_json
 from digits.augment import augment, is_identity
 from digits.data import Split, load_split
 from digits.distribute import check_same_run, describe, make_strategy, output_root
@@ -74,6 +74,9 @@ def main() -> None:
     print(f"train: {len(train)} images, layers {list(model.layer_sizes)}, {model.count_parameters()} parameters, {describe(strategy)}")
 
     with output_root(strategy) as root:
+        # An output that could not be written fails now, not after hours of training
+        check_writable(*(root / path for path in (CHECKPOINT, WEIGHTS, SAVED_MODEL, HISTORY, AUGMENTED, METRICS)))
+
         # Train, checkpointing every epoch
         started = time.perf_counter()
         history = fit(

@@ -99,3 +99,23 @@ def prepared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_stage("stages.prepare", directory)
     assert result.returncode == 0, result.stderr
     return directory / "data" / "prepared"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A function mounting a tmpfs of ``size`` bytes on a directory (read-only if asked): a real full or
+    read-only disk. Needs root (or CAP_SYS_ADMIN); the tests that use it skip elsewhere."""
+    mounted = []
+
+    def mount(directory: Path, *, size: int, read_only: bool = False) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not permitted'})")
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in reversed(mounted):
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)

@@ -60,7 +60,24 @@ def test_weights_file_with_mismatched_layers_is_refused(tmp_path):
     from digits.artifacts import save_npz
     save_npz(tmp_path / "w.npz", {"W0": np.zeros((784, 8), np.float32), "b0": np.zeros(8, np.float32),
                                   "W1": np.zeros((9, 10), np.float32), "b1": np.zeros(10, np.float32), "activation": np.array("relu")})
-    with pytest.raises(PipelineError, match="do not chain"):
+    with pytest.raises(PipelineError, match=r"array 'W1' is float32 \(9, 10\), expected float32 \(8, 10\)"):
+        load_weights(tmp_path / "w.npz")
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda arrays: arrays.pop("activation"), "missing array 'activation'"),
+    (lambda arrays: arrays.pop("W1"), r"W1 is missing or not a matrix"),
+    (lambda arrays: arrays.update(b0=np.zeros(9, np.float32)), r"array 'b0' is float32 \(9,\), expected float32 \(16,\)"),
+    (lambda arrays: arrays.update(W0=arrays["W0"].astype(np.float64)), r"array 'W0' is float64 \(784, 16\), expected float32 \(784, 16\)"),
+    (lambda arrays: arrays.update(activation=np.array(3)), r"array 'activation' is int64 \(\), expected str \(\)"),
+    (lambda arrays: arrays.update(extra=np.zeros(1)), "unexpected array 'extra'"),
+])
+def test_a_damaged_weights_file_is_refused_naming_what_is_wrong(tmp_path, damage, expected):
+    from digits.artifacts import save_npz
+    arrays = build_model(_model_params(hidden=[16])).get_arrays() | {"activation": np.array("relu")}
+    damage(arrays)
+    save_npz(tmp_path / "w.npz", arrays)
+    with pytest.raises(PipelineError, match=expected):
         load_weights(tmp_path / "w.npz")
 
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,69 @@ def test_plots_page_renders_every_chart_in_a_browser_without_network(repo, tmp_p
         capture_output=True, text=True, timeout=180).stdout
     charts = re.findall(r'<(?:canvas|svg)[^>]*class="marks"', dom)
     assert len(charts) >= 4, dom[-2000:]  # Loss, Accuracy, Confusion, Errors
+
+
+def _set_params(repo: Path, **sections: dict) -> str:
+    """Change params.yaml in ``repo``; returns the original text to put back."""
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    for section, values in sections.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return original
+
+
+def _back_to_the_commit(repo: Path, original_params: str) -> None:
+    (repo / "params.yaml").write_text(original_params)
+    _run(["git", "checkout", "--", "."], repo)
+    _run([DVC, "checkout", "--force"], repo)
+    assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
+
+
+def test_the_restore_hint_of_a_failed_stage_brings_back_every_removed_output(repo):
+    """train diverges under `dvc repro` after DVC removed its outputs; the commands the error names, run as printed, restore them."""
+    outputs = ["models/weights.npz", "models/saved_model/saved_model.pb", "metrics/train.json", "plots/train_history.csv", "plots/augmented.png"]
+    before = {name: (repo / name).read_bytes() for name in outputs}
+    original = _set_params(repo, model={"init_stddev": 5.0}, train={"lr": 1000.0, "lr_schedule": "constant"})
+    try:
+        result = _run([DVC, "repro"], repo, check=False)
+        assert result.returncode != 0 and "training diverged" in result.stderr
+        assert not any((repo / name).exists() for name in outputs)  # DVC removed them before running the stage
+        hint = result.stderr[result.stderr.index("to get them back:"):]
+        commands = re.findall(r"`([^`]+)`", hint)
+        assert commands == ["git checkout -- plots/train_history.csv plots/augmented.png metrics/train.json", "dvc checkout train"], hint
+        for command in commands:
+            _run(command.replace("dvc ", f"{DVC} ", 1).split(), repo)
+        assert {name: (repo / name).read_bytes() for name in outputs} == before
+    finally:
+        _back_to_the_commit(repo, original)
+
+
+def test_a_stage_stops_when_its_dvc_is_terminated_and_a_rerun_resumes_to_the_same_bits(repo):
+    """SIGTERM to dvc alone (what a job scheduler sends): DVC dies without passing it on; the stage notices and stops."""
+    original = _set_params(repo, train={"epochs": 100})
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2", "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+    try:
+        dvc = subprocess.Popen([DVC, "repro", "train"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in dvc.stdout:
+            lines.append(line)
+            if line.startswith("epoch 3/100"):
+                break
+        dvc.terminate()
+        terminated = time.monotonic()
+        assert dvc.wait(timeout=10) != 0
+        rest = dvc.stdout.read()  # EOF: the stage, which shares the pipe, has ended too
+        stopped_after = time.monotonic() - terminated
+        assert stopped_after < 15, stopped_after
+        assert "stopping: dvc (pid" in rest and "interrupted: no output was half-written" in rest, rest
+        assert "epoch 100/100" not in rest and "train: 100 epochs" not in rest, rest  # it stopped, not finished
+        assert not (repo / "models/weights.npz").exists() and not (repo / "metrics/train.json").exists()
+
+        resumed = _run([DVC, "repro", "train"], repo)
+        assert "resuming from models/checkpoint.npz after epoch" in resumed.stdout
+        resumed_weights = (repo / "models/weights.npz").read_bytes()
+        _run([DVC, "repro", "-f", "train"], repo)  # the same 100 epochs, uninterrupted
+        assert (repo / "models/weights.npz").read_bytes() == resumed_weights
+    finally:
+        _back_to_the_commit(repo, original)

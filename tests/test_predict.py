@@ -85,6 +85,63 @@ def test_bad_images_get_clear_errors_while_the_others_are_answered(trained, digi
                       f"error: {tmp_path / 'gone.jpg'}: file not found"]
 
 
+def _sevens(digits_test):
+    images, labels = digits_test
+    return [image for image, label in zip(images, labels) if label == 7][:3]
+
+
+def test_sixteen_bit_and_transparent_pictures_are_read_as_drawn(trained, digits_test, tmp_path):
+    """16-bit grey levels are scaled, not clipped; on a transparent background the opaque strokes are the ink, whatever their colour."""
+    paths = []
+    for i, seven in enumerate(_sevens(digits_test)):
+        paper = 255 - np.asarray(Image.fromarray(seven).resize((112, 112), Image.BILINEAR)).astype(np.uint16)
+        Image.fromarray(paper * 257).save(tmp_path / f"{i}_16bit.png")  # dark on light, 0-65535
+        strokes = np.asarray(Image.fromarray(seven).resize((112, 112), Image.BILINEAR))
+        for colour, name in ((255, "white"), (0, "black")):
+            rgba = np.zeros((112, 112, 4), np.uint8)
+            rgba[..., :3], rgba[..., 3] = colour, strokes  # colour everywhere, visible only where the digit is
+            Image.fromarray(rgba).save(tmp_path / f"{i}_{name}_on_transparent.png")
+        paths += [tmp_path / f"{i}_16bit.png", tmp_path / f"{i}_white_on_transparent.png", tmp_path / f"{i}_black_on_transparent.png"]
+    assert Image.open(paths[0]).mode == "I;16"
+    result = run_stage("stages.predict", trained, "--json", *map(str, paths))
+    assert result.returncode == 0, result.stderr
+    answers = {json.loads(line)["image"]: json.loads(line) for line in result.stdout.splitlines()}
+    assert all(answer["digit"] == 7 and answer["probability"] > 0.5 for answer in answers.values()), answers
+
+
+def test_each_picture_is_judged_on_its_own(trained, digits_test, tmp_path):
+    """A decompression bomb, a directory, a link loop and a link to nothing get their own error line; the good picture its answer."""
+    good = _write_pictures(tmp_path, digits_test[0][:1])[0]
+    Image.new("1", (15000, 12000)).save(tmp_path / "bomb.png")  # 180 megapixels in a few kB
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    names = ["bomb.png", "folder.png", "loop.png", "dangling.png"]
+    assert (tmp_path / "bomb.png").stat().st_size < 100_000
+    result = run_stage("stages.predict", trained, *(str(tmp_path / name) for name in names), str(good))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch(rf"{re.escape(str(good))}: \d \(probability [01]\.\d{{3}}\)\n", result.stdout), result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'bomb.png'}: too large (15000 x 12000 pixels, at most 64 megapixels); scale it down",
+                      f"error: {tmp_path / 'folder.png'}: a directory, not a file",
+                      f"error: {tmp_path / 'loop.png'}: a symbolic link loop",
+                      f"error: {tmp_path / 'dangling.png'}: a link to {tmp_path / 'nowhere.png'}, which does not exist"]
+
+
+@pytest.mark.parametrize("damage", ["truncate saved_model.pb", "truncate the variables"])
+def test_a_damaged_saved_model_is_one_error_naming_it_and_how_to_get_it_back(trained, digits_test, tmp_path, damage):
+    import shutil
+    model = tmp_path / "saved_model"
+    shutil.copytree(trained / "models/saved_model", model)
+    target = model / "saved_model.pb" if damage == "truncate saved_model.pb" else next((model / "variables").glob("*.data-*"))
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 3])
+    good = _write_pictures(tmp_path, digits_test[0][:1])[0]
+    result = run_stage("stages.predict", trained, "--model", str(model), str(good))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {model}: a damaged SavedModel (") and lines[0].endswith("; export it again"), lines
+
+
 def test_blank_array_is_refused():
     with pytest.raises(ImageError, match="blank image"):
         to_mnist(np.full((40, 40), 128.0))

@@ -127,6 +127,8 @@ def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_
     assert _digest(killed / "models/weights.npz") == _digest(reference / "models/weights.npz")
     assert _digest(killed / "metrics/train.json") == _digest(reference / "metrics/train.json")
     assert _digest(killed / "plots/train_history.csv") == _digest(reference / "plots/train_history.csv")
+    for name in ("saved_model.pb", "fingerprint.pb", "variables/variables.data-00000-of-00001", "variables/variables.index"):
+        assert _digest(killed / "models/saved_model" / name) == _digest(reference / "models/saved_model" / name), name
 
 
 def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
@@ -136,13 +138,16 @@ def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
     save_npz(workdir / "data/prepared/train.npz", {"images": arrays["images"].astype(np.float64), "labels": arrays["labels"]})
     result = run_stage("stages.train", workdir)
     assert result.returncode == 1
-    assert "data/prepared/train.npz: images must be a 2-D float32 array (N, pixels), got float64" in result.stderr
+    assert "data/prepared/train.npz: array 'images' is float64 (2000, 784), expected float32 (N, pixels)" in result.stderr
     assert "dvc checkout" not in result.stderr  # run by hand: nothing was removed
     assert not (workdir / "models").exists()
 
-    under_dvc = run_stage("stages.train", workdir, env={"DVC_STAGE": "train"})  # as dvc repro runs it, after removing outputs
+    under_dvc = run_stage("stages.train", workdir, env={"DVC_STAGE": "train", "DVC_ROOT": str(ROOT)})  # as dvc repro runs it
     assert under_dvc.returncode == 1 and len(under_dvc.stderr.strip().splitlines()) == 1
-    assert "DVC removed the previous outputs of stage 'train'" in under_dvc.stderr and "`dvc checkout train`" in under_dvc.stderr
+    assert under_dvc.stderr.strip().endswith(
+        "(DVC removed the previous outputs of stage 'train' before running it; to get them back: "
+        "`git checkout -- plots/train_history.csv plots/augmented.png metrics/train.json` (kept in git) "
+        "and `dvc checkout train` (kept in DVC's cache))")
 
 
 def test_every_thread_count_gives_the_same_bits(tmp_path, prepared_dir):
@@ -275,3 +280,44 @@ def test_workers_started_with_other_params_all_stop_with_one_clear_error(tmp_pat
         assert "1 of 2 replicas were started with other params than the chief" in message, message
         assert "every worker needs the same params.yaml" in message
     assert not (chief / "models").exists()
+
+
+# ---------------------------------------------------------------- outputs that cannot be written
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_training(tmp_path, prepared_dir):
+    workdir = _workdir(tmp_path, prepared_dir)
+    (workdir / "models/checkpoint.npz").mkdir(parents=True)
+    result = run_stage("stages.train", workdir)
+    assert _one_error_line(result) == ("error: models/checkpoint.npz: cannot write it (a directory is in the way); "
+                                       "the previous version, if any, is untouched")
+    assert "epoch 1/" not in result.stdout
+
+
+def test_a_read_only_output_directory_is_refused_before_training(tmp_path, prepared_dir, small_disk):
+    workdir = _workdir(tmp_path, prepared_dir)
+    small_disk(workdir / "models", size=1 << 20, read_only=True)
+    result = run_stage("stages.train", workdir)
+    assert _one_error_line(result).startswith("error: models/checkpoint.npz: cannot write it (the file system is read-only)")
+    assert "epoch 1/" not in result.stdout
+
+
+@pytest.mark.parametrize("disk_kib, failing", [
+    (300, "models/checkpoint.npz"),  # the first checkpoint (213 kB) fits, the second beside it does not
+    (600, "models/saved_model"),     # checkpoint and weights fit; TensorFlow's SaveV2 runs out of space
+])
+def test_a_full_disk_is_one_line_naming_the_output_with_nothing_half_written(tmp_path, prepared_dir, small_disk, disk_kib, failing):
+    workdir = _workdir(tmp_path, prepared_dir)
+    models = small_disk(workdir / "models", size=disk_kib * 1024)
+    result = run_stage("stages.train", workdir)
+    assert _one_error_line(result).startswith(f"error: {failing}: cannot write it (no space left on the device: free some and run again)")
+    assert not [path for path in models.rglob("*") if ".tmp" in path.name or ".old" in path.name]  # no temporary left behind
+    assert not (workdir / "models/saved_model").exists() and not (workdir / "metrics/train.json").exists()
+    assert int(load_npz(models / "checkpoint.npz")["epoch"]) >= 1  # what was written before is whole: a rerun resumes from it

@@ -3,10 +3,13 @@ and mirrored training on two CPU devices follows single-device training."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from digits.artifacts import save_npz
 from digits.data import Split, load_split, steps_per_epoch
 from digits.model import build_model, weights_digest
 from digits.optimizers import make_optimizer
@@ -261,6 +264,51 @@ def test_checkpoint_from_other_params_is_not_resumed(prepared_dir, tmp_path):
     messages = []
     fit(trainer, train=train, val=val, epochs=1, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="other", log=messages.append)
     assert "made with other params; not resuming" in messages[0]
+
+
+def _crafted_npz(path, **members):
+    """An .npz whose members are raw bytes: headers that lie, arrays that are not arrays."""
+    import zipfile
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+
+
+def _lying_header(shape):
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(64)
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda path, arrays: path.write_bytes(np.random.default_rng(0).bytes(4096)), r"not a readable \.npz \(damaged or not an npz"),
+    (lambda path, arrays: path.write_bytes(path.read_bytes()[:3000]), r"not a readable \.npz \(damaged or not an npz"),
+    (lambda path, arrays: save_npz(path, arrays | {"model/W1": np.zeros((3, 3), np.float32)}),
+     r"array 'model/W1' is float32 \(3, 3\), expected float32 \(64, 32\)"),
+    (lambda path, arrays: save_npz(path, {k: v for k, v in arrays.items() if k != "model/b2"}), "missing array 'model/b2'"),
+    (lambda path, arrays: save_npz(path, {k: v for k, v in arrays.items() if k != "history"}), "missing array 'history'"),
+    (lambda path, arrays: save_npz(path, arrays | {"epoch": np.arange(3)}), r"array 'epoch' is int64 \(3,\), expected int64 \(\)"),
+    (lambda path, arrays: save_npz(path, arrays | {"epoch": np.array(5)}), "epoch 5 does not match its history of 1 epochs"),
+    (lambda path, arrays: save_npz(path, {k: v for k, v in arrays.items() if k != "fingerprint"}), "missing array 'fingerprint'"),
+    (lambda path, arrays: _crafted_npz(path, fingerprint=_lying_header((1 << 40,))), r"damaged: array 'fingerprint' claims shape \(1099511627776,\)"),
+    (lambda path, arrays: (path.unlink(), path.mkdir()), "a directory, not a file"),
+])
+def test_a_checkpoint_that_fails_any_check_is_reported_and_training_starts_afresh(prepared_dir, tmp_path, damage, why):
+    from digits.artifacts import load_npz
+    from digits.training import History, restore_checkpoint, save_checkpoint
+    train = load_split("train", prepared_dir)
+    trainer, _ = _trainer(train)
+    path = tmp_path / "checkpoint.npz"
+    history = History()
+    history.append(1, 0.5, 0.9, 0.5, 0.9)
+    save_checkpoint(path, model=trainer.model, optimizer=trainer.optimizer, epoch=1, run_fingerprint="run", history=history)
+    damage(path, load_npz(path))
+    messages = []
+    done, restored = restore_checkpoint(path, model=trainer.model, optimizer=trainer.optimizer, run_fingerprint="run", epochs=3, log=messages.append)
+    assert (done, restored.rows) == (0, [])
+    assert len(messages) == 1 and messages[0].startswith(f"train: not a usable checkpoint: {path}: ") and messages[0].endswith("; starting from scratch")
+    assert re.search(why, messages[0]), messages[0]
 
 
 def test_divergence_guard_names_epoch_step_and_causes(prepared_dir):
