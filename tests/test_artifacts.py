@@ -132,3 +132,19 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
     with pytest.raises(WriteError, match=r"plots/history\.csv: cannot write it \(a file is in the way where a directory should be\)"):
         check_writable(tmp_path / "plots" / "history.csv")
     check_writable(tmp_path / "new" / "deeper" / "out.json", tmp_path / "models" / "saved_model")  # fine: made when written
+
+
+def test_an_immutable_directory_is_named(tmp_path):
+    import shutil
+    import subprocess
+    directory = tmp_path / "frozen"
+    directory.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a file system that supports it)")
+    try:
+        with pytest.raises(WriteError, match=r"out\.json: cannot write it \((permission denied|not permitted)"):
+            check_writable(directory / "out.json")
+        with pytest.raises(WriteError, match=r"out\.json: cannot write it \(not permitted \(an immutable or protected file or directory\?\)\)"):
+            write_json(directory / "out.json", {})
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], capture_output=True)
