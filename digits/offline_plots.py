@@ -6,8 +6,12 @@ confusion charts never render: only the PNG shows. DVC takes a custom page
 template (``plots.html_template`` in ``.dvc/config``, a path relative to
 ``.dvc/``); this module writes one that holds the three libraries inline,
 from vl-convert-python's ``javascript_bundle()``, a maintained package pinned
-in requirements.txt. ``make setup`` runs it, so the template is generated,
-never edited by hand, and never committed.
+in requirements.txt. The page is committed, so ``dvc plots show`` works in
+any clone, however it was set up (``make``, or ``pip install -r
+requirements.txt`` alone); it is generated, never edited by hand:
+``make plots-template`` rewrites it after an upgrade, and
+tests/test_offline_plots.py fails while it differs from what this module
+writes.
 
     python -m digits.offline_plots [output path]
 """
