@@ -3,7 +3,7 @@
 Each recipe is the list of ``-S key=value`` overrides that ``dvc exp run``
 takes; this script applies them to params.yaml in a temporary directory and
 runs prepare, train and evaluate there (what ``dvc exp run -S ...`` runs),
-then prints a Markdown table for the README. Slow: several minutes.
+then prints a Markdown table for docs/results.md. Slow: several minutes.
 
     python benchmarks/seed_recipes.py [recipe-name ...]
 """

@@ -1,4 +1,4 @@
-"""benchmarks/: the README's best-recipe command is the one benchmarks/best_mlp.py measures, and it is valid."""
+"""benchmarks/: docs/results.md's best-recipe command is the one benchmarks/best_mlp.py measures, and it is valid."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from seed_recipes import apply_overrides  # noqa: E402
 
 
 def readme_best_command() -> list[str]:
-    section = (ROOT / "README.md").read_text().split("## Best results", 1)[1]
+    section = (ROOT / "docs" / "results.md").read_text().split("## Best results", 1)[1]
     command = re.search(r"^dvc exp run evaluate .*$", section, re.MULTILINE)[0]
     words = shlex.split(command)
     return [words[i + 1] for i, word in enumerate(words) if word == "-S"]
