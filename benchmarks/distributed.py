@@ -1,7 +1,7 @@
-"""Single device vs train.distribute: mirrored, on the full prepared data.
+"""Single device vs hardware.distribute: mirrored, on the full prepared data.
 
 Trains the params.yaml network and recipe from the same initial weights over
-the same data order three ways: the single-device loop (``train.distribute:
+the same data order three ways: the single-device loop (``hardware.distribute:
 none``), MirroredStrategy (all local GPUs, or ``--devices`` logical CPU
 devices on a machine without GPU), and, as a control, the single-device loop
 with the examples of every batch reversed (the same batches, the same maths,
@@ -47,8 +47,9 @@ def main() -> None:
 
     params = load_params()
     gpus = tf.config.list_physical_devices("GPU")
-    settings = params.train.model_copy(update={"distribute": "mirrored", "devices": None if gpus else args.devices})
-    strategy = make_strategy(settings)  # before any TF op: may split the CPU
+    hardware = params.hardware.model_copy(update={"distribute": "mirrored", "devices": None if gpus else args.devices})
+    strategy = make_strategy(hardware)  # before any TF op: may split the CPU
+    settings = params.train
     tf.config.experimental.enable_op_determinism()
     train = load_split("train")
     steps = steps_per_epoch(len(train), settings.batch_size)

@@ -95,7 +95,7 @@ def tensorflow_contender(name: str, layer_sizes: list[int], batch: int, train):
         return lambda epoch: trainer.train_epoch(train, epoch_order(len(train), seed=0, epoch=epoch))
 
     if name == KERAS:
-        from stages.baseline import build_keras_model, keras_loss, keras_optimizer
+        from digits.keras_reference import build_keras_model, keras_loss, keras_optimizer
 
         keras_model = build_keras_model(model_params, input_size=layer_sizes[0])
         keras_model.compile(optimizer=keras_optimizer(train_params, steps=steps), loss=keras_loss("cross_entropy"), metrics=["accuracy"])

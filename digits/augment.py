@@ -26,10 +26,10 @@ import math
 import numpy as np
 
 from digits.runtime import tf
+from digits.idx import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
 
-SIDE = 28
 
 
 def is_identity(settings: AugmentParams) -> bool:
@@ -50,11 +50,11 @@ def augment(images: tf.Tensor, *, settings: AugmentParams, epoch: tf.Tensor | in
     )
     if settings.elastic_alpha > 0:
         dx, dy = elastic_displacement(
-            uniform(seed=settings.seed, stream=ELASTIC_STREAM, epoch=epoch, indices=indices, count=2 * SIDE * SIDE),
+            uniform(seed=settings.seed, stream=ELASTIC_STREAM, epoch=epoch, indices=indices, count=2 * IMAGE_SIDE * IMAGE_SIDE),
             alpha=settings.elastic_alpha, sigma=settings.elastic_sigma,
         )
         x, y = x + dx, y + dy
-    return bilinear_resample(tf.reshape(images, [count, SIDE, SIDE]), x=x, y=y, background=background)
+    return bilinear_resample(tf.reshape(images, [count, IMAGE_SIDE, IMAGE_SIDE]), x=x, y=y, background=background)
 
 
 def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Tensor, shift: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -72,8 +72,8 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
     a, b = scale * cos, scale * (cos * tan + sin)
     c, d = -scale * sin, scale * (cos - sin * tan)
     determinant = a * d - b * c
-    centre = (SIDE - 1) / 2.0
-    pixels = tf.range(SIDE, dtype=tf.float32) - centre
+    centre = (IMAGE_SIDE - 1) / 2.0
+    pixels = tf.range(IMAGE_SIDE, dtype=tf.float32) - centre
     px = pixels[None, None, :] - shift[:, 0, None, None]  # (N, 1, 28)
     py = pixels[None, :, None] - shift[:, 1, None, None]  # (N, 28, 1)
     a, b, c, d, determinant = (value[:, None, None] for value in (a, b, c, d, determinant))
@@ -82,7 +82,7 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
     return x, y
 
 
-def gaussian_matrix(sigma: float, size: int = SIDE) -> np.ndarray:
+def gaussian_matrix(sigma: float, size: int = IMAGE_SIDE) -> np.ndarray:
     """(size, size) matrix M with M @ v the Gaussian blur of v: a normalised kernel, zero outside the image.
 
     Python's ``math.exp``, not numpy's: numpy picks its SIMD exp by CPU
@@ -108,9 +108,9 @@ def elastic_displacement(noise: tf.Tensor, *, alpha: float, sigma: float) -> tup
     blur = tf.constant(gaussian_matrix(sigma))  # symmetric: blur == its transpose
 
     def blur_last_axis(field: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(tf.matmul(tf.reshape(field, [-1, SIDE]), blur), tf.shape(field))
+        return tf.reshape(tf.matmul(tf.reshape(field, [-1, IMAGE_SIDE]), blur), tf.shape(field))
 
-    field = tf.reshape(2.0 * noise - 1.0, [-1, 2, SIDE, SIDE])
+    field = tf.reshape(2.0 * noise - 1.0, [-1, 2, IMAGE_SIDE, IMAGE_SIDE])
     across = tf.transpose(blur_last_axis(field), [0, 1, 3, 2])
     smooth = tf.transpose(blur_last_axis(across), [0, 1, 3, 2])
     return alpha * smooth[:, 0], alpha * smooth[:, 1]
@@ -123,15 +123,15 @@ def bilinear_resample(images: tf.Tensor, *, x: tf.Tensor, y: tf.Tensor, backgrou
     into it, so samples off the image fade to the background. At integer
     positions the weights are exactly 1, 0, 0, 0 and a pixel comes back unchanged.
     """
-    count, padded_side = tf.shape(images)[0], SIDE + 2
+    count, padded_side = tf.shape(images)[0], IMAGE_SIDE + 2
     padded = tf.reshape(tf.pad(images, [[0, 0], [1, 1], [1, 1]], constant_values=background), [count, padded_side * padded_side])
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = x - x0, y - y0
 
     def at(column: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
-        column = tf.cast(tf.clip_by_value(column, -1.0, SIDE), tf.int32) + 1
-        row = tf.cast(tf.clip_by_value(row, -1.0, SIDE), tf.int32) + 1
-        flat = tf.reshape(row * padded_side + column, [count, SIDE * SIDE])
+        column = tf.cast(tf.clip_by_value(column, -1.0, IMAGE_SIDE), tf.int32) + 1
+        row = tf.cast(tf.clip_by_value(row, -1.0, IMAGE_SIDE), tf.int32) + 1
+        flat = tf.reshape(row * padded_side + column, [count, IMAGE_SIDE * IMAGE_SIDE])
         return tf.gather(padded, flat, batch_dims=1)
 
     fx, fy = tf.reshape(fx, [count, -1]), tf.reshape(fy, [count, -1])

@@ -1,9 +1,9 @@
-"""Which devices and machines train: ``train.distribute`` as a tf.distribute strategy.
+"""Which devices and machines train: ``hardware.distribute`` as a tf.distribute strategy.
 
 - ``none``: no strategy; digits.training's single-device loop.
 - ``mirrored``: ``tf.distribute.MirroredStrategy`` over the local GPUs (all,
-  or the first ``train.devices``), or, on a machine without a GPU, over
-  ``train.devices`` logical CPU devices. That is how the tests run mirrored
+  or the first ``hardware.devices``), or, on a machine without a GPU, over
+  ``hardware.devices`` logical CPU devices. That is how the tests run mirrored
   training on a laptop.
 - ``multi_worker``: ``tf.distribute.MultiWorkerMirroredStrategy``; the cluster
   and this process's task come from the ``TF_CONFIG`` environment variable.
@@ -25,11 +25,16 @@ from pathlib import Path
 
 from digits.runtime import tf
 from digits.errors import PipelineError
-from digits.params import TrainParams
+from digits.params import HardwareParams
+
+# Under a tf.distribute strategy every replica holds a copy of each Variable (the model's, the optimizer's)
+# and applies the same all-reduced update, so the first replica's value is the value. (Outside a strategy
+# the setting has no effect.)
+REPLICATED = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
 
-def make_strategy(params: TrainParams) -> tf.distribute.Strategy | None:
-    """The strategy for ``train.distribute`` (None for ``none``); call it before any other TF work."""
+def make_strategy(params: HardwareParams) -> tf.distribute.Strategy | None:
+    """The strategy for ``hardware.distribute`` (None for ``none``); call it before any other TF work."""
     if params.distribute == "mirrored":
         return tf.distribute.MirroredStrategy(mirrored_devices(params.devices))
     if params.distribute == "multi_worker":
@@ -45,11 +50,11 @@ def mirrored_devices(count: int | None) -> list[str]:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         if count is not None and count > len(gpus):
-            raise PipelineError(f"train.devices = {count}: this machine has only {len(gpus)} GPU(s); use at most {len(gpus)}, or null for all")
+            raise PipelineError(f"hardware.devices = {count}: this machine has only {len(gpus)} GPU(s); use at most {len(gpus)}, or null for all")
         return [f"/gpu:{i}" for i in range(count or len(gpus))]
     if count is None:
-        raise PipelineError("train.devices = null: with train.distribute = mirrored and no GPU on this machine, "
-                            "set train.devices to the number of logical CPU devices to split the CPU into (e.g. 2)")
+        raise PipelineError("hardware.devices = null: with hardware.distribute = mirrored and no GPU on this machine, "
+                            "set hardware.devices to the number of logical CPU devices to split the CPU into (e.g. 2)")
     split_cpu(count)
     return [f"/cpu:{i}" for i in range(count)]
 
@@ -63,7 +68,7 @@ def split_cpu(count: int) -> None:
     try:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
     except RuntimeError:
-        raise PipelineError(f"train.devices = {count}: TensorFlow was already initialised, so the CPU can no longer be "
+        raise PipelineError(f"hardware.devices = {count}: TensorFlow was already initialised, so the CPU can no longer be "
                             f"split into {count} logical devices; make the strategy before any other TensorFlow work") from None
 
 
@@ -71,7 +76,7 @@ def check_tf_config(raw: str | None) -> None:
     """Fail early and clearly on a missing or malformed TF_CONFIG instead of inside TensorFlow."""
     example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not raw:
-        raise PipelineError(f"train.distribute = multi_worker needs the TF_CONFIG environment variable, e.g. {example}")
+        raise PipelineError(f"hardware.distribute = multi_worker needs the TF_CONFIG environment variable, e.g. {example}")
     try:
         config = json.loads(raw)
         members = config["cluster"].get(config["task"]["type"], [])

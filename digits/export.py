@@ -17,6 +17,7 @@ from tensorflow.python.framework import ops
 
 from digits.runtime import tf
 from digits.artifacts import atomic_path, write_error
+from digits.idx import IMAGE_PIXELS, IMAGE_SIDE
 from digits.model import Mlp
 
 
@@ -32,9 +33,9 @@ class ServingModule(tf.Module):
         self.scale_low = tf.constant(float(scale[0]))
         self.scale_step = tf.constant((float(scale[1]) - float(scale[0])) / 255.0)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIDE, IMAGE_SIDE], tf.uint8, name="images")])
     def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        flat = tf.reshape(tf.cast(images, tf.float32), [-1, 28 * 28])
+        flat = tf.reshape(tf.cast(images, tf.float32), [-1, IMAGE_PIXELS])
         logits = self.model(flat * self.scale_step + self.scale_low)
         return {"probabilities": tf.nn.softmax(logits)}
 

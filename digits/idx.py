@@ -23,6 +23,8 @@ TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 NUM_CLASSES = 10
+IMAGE_SIDE = 28  # MNIST's images are 28 x 28 pixels: the one place this project says so
+IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 UNSIGNED_BYTE = 0x08
 
 

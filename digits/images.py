@@ -16,8 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digits.artifacts import why_unreadable
 from digits.errors import PipelineError
+from digits.idx import IMAGE_SIDE
 
-FIELD, BOX = 28, 20
+FIELD, BOX = IMAGE_SIDE, 20  # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field
 MIN_CONTRAST = 40  # grey levels between background and ink below which an image counts as blank
 MAX_PIXELS = 64_000_000  # 8000 x 8000: larger than any camera's picture of a digit needs; checked before decoding
 # Pillow's own guard (DecompressionBombError from Image.open) gives way to MAX_PIXELS, checked right after

@@ -25,15 +25,12 @@ import numpy as np
 
 from digits.runtime import tf
 from digits.artifacts import ArraySpec, load_npz, npz_headers, save_npz
+from digits.distribute import REPLICATED
 from digits.errors import PipelineError
-from digits.idx import NUM_CLASSES
+from digits.idx import IMAGE_PIXELS, NUM_CLASSES
 from digits.params import ModelParams
 
-INPUT_SIZE = 28 * 28
-# Under a tf.distribute strategy every replica holds a copy of each Variable
-# and applies the same all-reduced update, so the first replica's value is the
-# value. (Outside a strategy the setting has no effect.)
-REPLICATED = tf.VariableAggregation.ONLY_FIRST_REPLICA
+INPUT_SIZE = IMAGE_PIXELS
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh}
 EVAL_BATCH = 8192  # images per compiled forward pass when scoring a whole split
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from digits.runtime import tf
-from digits.model import REPLICATED
+from digits.distribute import REPLICATED
 from digits.params import TrainParams
 
 EPSILON = 1e-7
@@ -158,9 +158,12 @@ class Adam(Optimizer):
         variable.assign_sub(corrected_lr * m / (tf.sqrt(v) + EPSILON))
 
 
-def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, steps_per_epoch: int) -> Optimizer:
-    """The optimizer named by ``train.optimizer`` with its learning-rate schedule."""
-    learning_rate = LearningRate(
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": Sgd, "momentum": Momentum, "rmsprop": RmsProp, "adam": Adam}
+
+
+def learning_rate(params: TrainParams, *, steps_per_epoch: int) -> LearningRate:
+    """The schedule ``train`` asks for (warm-up, then constant, exponential or cosine): shared with the Keras baseline."""
+    return LearningRate(
         lr=params.lr,
         schedule=params.lr_schedule,
         decay_rate=params.lr_decay_rate,
@@ -168,7 +171,17 @@ def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, ste
         total_steps=steps_per_epoch * params.epochs,
         warmup_steps=steps_per_epoch * params.warmup_epochs,
     )
+
+
+def decoupled_weight_decay(optimizer: str) -> bool:
+    """Whether ``train.weight_decay`` is decoupled from the gradient (AdamW) rather than L2 added to it."""
+    return OPTIMIZERS[optimizer].decoupled_weight_decay
+
+
+def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, steps_per_epoch: int) -> Optimizer:
+    """The optimizer named by ``train.optimizer`` with its learning-rate schedule."""
+    schedule = learning_rate(params, steps_per_epoch=steps_per_epoch)
     if params.optimizer == "momentum":
-        return Momentum(variables, learning_rate, momentum=params.momentum, nesterov=params.nesterov, weight_decay=params.weight_decay)
-    optimizer_class = {"sgd": Sgd, "rmsprop": RmsProp, "adam": Adam}[params.optimizer]
-    return optimizer_class(variables, learning_rate, weight_decay=params.weight_decay)
+        return Momentum(variables, schedule, momentum=params.momentum, nesterov=params.nesterov, weight_decay=params.weight_decay)
+    return OPTIMIZERS[params.optimizer](variables, schedule, weight_decay=params.weight_decay)
+

@@ -28,6 +28,8 @@ PARAMS_FILE = Path("params.yaml")
 MAX_FILE_BYTES = 1 << 20
 MAX_NESTING = 20
 MAX_VALUES = 10_000  # counting every use of a YAML anchor (an "anchor bomb" expands to billions)
+# Keys that moved: the old name gets an error naming the new one.
+MOVED_KEYS = {"train.distribute": "hardware.distribute", "train.devices": "hardware.devices"}
 _EXCERPT = reprlib.Repr()  # what an error message shows of a value: a short excerpt, never all of it
 _EXCERPT.maxlevel, _EXCERPT.maxlist, _EXCERPT.maxdict, _EXCERPT.maxstring, _EXCERPT.maxother = 2, 8, 4, 60, 60
 
@@ -91,8 +93,6 @@ class TrainParams(Section):
     batch_size: PositiveInt
     epochs: Annotated[int, Field(ge=1, le=100_000)]
     shuffle_seed: Seed
-    distribute: Literal["none", "mirrored", "multi_worker"]
-    devices: PositiveInt | None
     # what long runs need (all off by default)
     nesterov: bool
     warmup_epochs: Annotated[int, Field(ge=0)]
@@ -126,6 +126,13 @@ class AugmentParams(Section):
     elastic_sigma: Annotated[float, Field(gt=0)]
 
 
+class HardwareParams(Section):
+    """Where train runs (digits.distribute): not part of the recipe, so the Keras baseline does not depend on it."""
+
+    distribute: Literal["none", "mirrored", "multi_worker"]
+    devices: PositiveInt | None
+
+
 class EvaluateParams(Section):
     misclassified_shown: Annotated[int, Field(ge=1, le=400)]
 
@@ -134,6 +141,7 @@ class Params(Section):
     data: DataParams
     model: ModelParams
     train: TrainParams
+    hardware: HardwareParams
     augment: AugmentParams
     evaluate: EvaluateParams
 
@@ -240,6 +248,8 @@ def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
+        if key in MOVED_KEYS:
+            return f"{key}: renamed {MOVED_KEYS[key]} (move it to the {MOVED_KEYS[key].split('.')[0]} section)"
         if len(loc) == 1:
             return f"{key}: unknown section (allowed: {', '.join(section_keys)})"
         return f"{key}: unknown key (allowed in {loc[0]}: {', '.join(section_keys[loc[0]])})"
@@ -255,7 +265,7 @@ def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
 def parse_params(raw: object, *, source: str = "params.yaml") -> Params:
     """Validate an already-loaded params mapping; raise one ParamsError listing every problem."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, augment, evaluate), got {type(raw).__name__}")
+        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, hardware, augment, evaluate), got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as error:

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from digits.artifacts import atomic_path
+from digits.idx import IMAGE_SIDE
 
 CELL = 84  # 28x28 digit shown at 3x
 CAPTION = 16
@@ -46,7 +47,7 @@ def digit_tile(pixels: np.ndarray, *, low: float, high: float) -> Image.Image:
     """One scaled (784,) image as a CELL x CELL tile, ``low`` white and ``high`` black, like ink on paper."""
     span = (high - low) or 1.0
     digit = (255 - (np.clip(pixels, low, high) - low) / span * 255).round().astype(np.uint8)
-    return Image.fromarray(digit.reshape(28, 28)).resize((CELL, CELL), Image.NEAREST)
+    return Image.fromarray(digit.reshape(IMAGE_SIDE, IMAGE_SIDE)).resize((CELL, CELL), Image.NEAREST)
 
 
 def draw_augmented_grid(path: Path | str, *, originals: np.ndarray, augmented: list[np.ndarray], scale: list[float], title: str) -> None:

@@ -8,7 +8,7 @@ shape: the short last batch is padded and masked, so it still counts exactly
 its real examples, and XLA compiles the epoch once. digits.runtime chooses how
 XLA spreads the step over the CPU cores.
 
-Under a tf.distribute strategy (``train.distribute``, digits.distribute),
+Under a tf.distribute strategy (``hardware.distribute``, digits.distribute),
 ``DistributedTrainer`` runs the same step on every replica: each takes its
 piece of the global batch from a distributed dataset, the per-example losses
 are averaged over the global batch, and the gradients are all-reduced before
@@ -24,24 +24,23 @@ stop early (``train.patience``).
 The loop also watches the loss: the first non-finite batch loss stops the
 epoch, and ``fit`` raises ``TrainingDiverged`` naming the epoch, the step
 and the usual causes. After every epoch a checkpoint (weights, optimizer
-state, history) is written atomically, so a killed run resumes where it was.
+state, history: digits.checkpoints) is written atomically, so a killed run
+resumes where it was.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from digits.runtime import tf
-from digits.artifacts import ArraySpec, check_npz, load_npz, npz_headers, save_npz
 from digits.augment import augment, is_identity
+from digits.checkpoints import EpochRecord, History, restore_checkpoint, save_checkpoint
 from digits.data import Split, steps_per_epoch
 from digits.distribute import chiefs_value, variable_scope
 from digits.dropout import dropout
@@ -53,9 +52,6 @@ from digits.regularizers import max_norm, smooth_labels
 
 # Emitted once per traced distributed epoch by tf.data internals; nothing to act on.
 warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options", category=UserWarning)
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-
 
 class TrainingDiverged(PipelineError):
     """The loss became NaN or Inf; no model is written."""
@@ -333,7 +329,7 @@ class DistributedTrainer(Trainer):
 
 def build_trainer(model_params: ModelParams, train_params: TrainParams, *, input_size: int, train_size: int,
                   strategy: tf.distribute.Strategy | None, regularization: Regularization = Regularization()) -> Trainer:
-    """A freshly initialised model and optimizer, and the trainer for ``train.distribute``.
+    """A freshly initialised model and optimizer, and the trainer for ``hardware.distribute``.
 
     Under a strategy the Variables must be created inside its scope, so that
     every replica holds a copy; the initial weights are the same either way.
@@ -353,112 +349,6 @@ def count_correct(labels: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None =
     if mask is not None:
         matches = tf.logical_and(matches, mask > 0)
     return tf.reduce_sum(tf.cast(matches, tf.int32))
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def fingerprint(*sections: object) -> str:
-    """A short hash of the params that shaped a run; a checkpoint resumes only under the same one."""
-    payload = json.dumps([s.model_dump() if hasattr(s, "model_dump") else s for s in sections], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-@dataclass
-class History:
-    """What a run has done so far: one row per epoch, and what model selection needs to carry across a resume."""
-
-    rows: list[list[float]] = field(default_factory=list)
-    best_weights: dict[str, np.ndarray] | None = None  # the weights after best_epoch, kept for train.keep = best
-    stopped_early: bool = False  # ended by train.patience before train.epochs
-    kept_epoch: int = 0  # the epoch whose weights fit left in the model (train.keep)
-
-    def append(self, epoch: int, train_loss: float, train_accuracy: float, val_loss: float, val_accuracy: float) -> None:
-        self.rows.append([epoch, train_loss, train_accuracy, val_loss, val_accuracy])
-
-    @property
-    def best_epoch(self) -> int:
-        """The epoch with the highest validation accuracy, the earliest of equals (0 before any epoch)."""
-        if not self.rows:
-            return 0
-        return int(self.rows[int(np.argmax([row[4] for row in self.rows]))][0])
-
-    @property
-    def best_val_accuracy(self) -> float:
-        return max((row[4] for row in self.rows), default=0.0)
-
-    def as_dicts(self) -> list[dict[str, float]]:
-        return [dict(zip(HISTORY_COLUMNS, row)) for row in self.rows]
-
-    @property
-    def kept_row(self) -> dict[str, float]:
-        """The figures of the kept epoch, whose weights the model holds: what metrics/train.json reports."""
-        return next(row for row in self.as_dicts() if row["epoch"] == self.kept_epoch)
-
-
-def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int, run_fingerprint: str, history: History) -> None:
-    save_npz(path, {
-        **{f"model/{k}": v for k, v in model.get_arrays().items()},
-        **{f"optimizer/{k}": v for k, v in optimizer.state_arrays().items()},
-        "epoch": np.array(epoch, np.int64),
-        "fingerprint": np.array(run_fingerprint),
-        "history": np.array(history.rows, np.float64).reshape(-1, len(HISTORY_COLUMNS)),
-        "stopped_early": np.array(history.stopped_early),
-        **{f"best/{k}": v for k, v in (history.best_weights or {}).items()},
-    })
-
-
-def checkpoint_spec(model: Mlp, optimizer: Optimizer) -> dict[str, ArraySpec]:
-    """What a checkpoint of this model and optimizer holds (``save_checkpoint``); the ``best/`` weights are there only for keep: best."""
-    def spec(array: np.ndarray) -> ArraySpec:
-        return ArraySpec(array.dtype.name, array.shape)
-
-    weights = {name: spec(array) for name, array in model.get_arrays().items()}
-    return {
-        **{f"model/{name}": value for name, value in weights.items()},
-        **{f"optimizer/{name}": spec(array) for name, array in optimizer.state_arrays().items()},
-        "epoch": ArraySpec("int64", ()),
-        "fingerprint": ArraySpec("str", ()),
-        "history": ArraySpec("float64", ("epochs", len(HISTORY_COLUMNS))),
-        "stopped_early": ArraySpec("bool", ()),
-        **{f"best/{name}": value for name, value in weights.items()},
-    }
-
-
-def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fingerprint: str, epochs: int, log: Callable[[str], None]) -> tuple[int, History]:
-    """(epochs already done, their history) from ``path`` if it belongs to this run, else (0, empty).
-
-    A checkpoint is only ever a shortcut: one that is damaged, crafted or of
-    another run is reported and training starts afresh. Its headers are
-    checked before anything is loaded (digits.artifacts), then its values.
-    """
-    if not path.exists() and not path.is_symlink():
-        return 0, History()
-    expected = checkpoint_spec(model, optimizer)
-    try:
-        # first the fingerprint alone: another run's checkpoint holds other shapes, and that is not damage
-        fingerprint_header = {name: header for name, header in npz_headers(path).items() if name == "fingerprint"}
-        check_npz(path, fingerprint_header, {"fingerprint": expected["fingerprint"]})
-        if str(load_npz(path, only=["fingerprint"])["fingerprint"]) != run_fingerprint:
-            log(f"train: {path} was made with other params; not resuming it, starting from scratch")
-            return 0, History()
-        arrays = load_npz(path, expected, optional=[name for name in expected if name.startswith("best/")])
-        done, history_rows = int(arrays["epoch"]), arrays["history"]
-        if not 0 <= done == len(history_rows) or not np.array_equal(history_rows[:, 0], np.arange(1, done + 1)):
-            raise PipelineError(f"{path}: epoch {done} does not match its history of {len(history_rows)} epochs")
-    except PipelineError as problem:
-        log(f"train: not a usable checkpoint: {problem}; starting from scratch")
-        return 0, History()
-    if done >= epochs or bool(arrays["stopped_early"]):
-        return 0, History()  # a finished run: a forced re-run trains again from the start
-
-    def section(prefix: str) -> dict[str, np.ndarray]:
-        return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
-
-    model.set_arrays(section("model/"))
-    optimizer.load_state_arrays(section("optimizer/"))
-    log(f"train: resuming from {path} after epoch {done} of {epochs}")
-    return done, History([[int(row[0]), *map(float, row[1:])] for row in history_rows], best_weights=section("best/") or None)
 
 
 # ------------------------------------------------------------------ the loop
@@ -485,19 +375,25 @@ def fit(
     patience: int | None = None,
     divergence_hints: str = "",
     log: Callable[[str], None] = tqdm.write,
+    after_epoch: Callable[[History], None] | None = None,
 ) -> History:
     """Train for ``epochs`` (resuming a matching checkpoint), validating and checkpointing every epoch.
 
     ``keep = "best"`` leaves the model with the weights of the epoch of
     highest validation accuracy; ``patience`` stops the run after that many
     epochs without a better one. Both survive a resume exactly: the best
-    weights travel in the checkpoint.
+    weights travel in the checkpoint. ``after_epoch(history)`` runs after each
+    epoch's checkpoint, and once on a resume with the epochs restored: the
+    train stage writes its live metrics there.
     """
     start, history = 0, History()
     if checkpoint_path is not None:
         start, history = restore_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer,
                                             run_fingerprint=run_fingerprint, epochs=epochs, log=log)
     start = trainer.agree_on_start(start)
+    if history.rows and after_epoch is not None:
+        history.kept_epoch = history.best_epoch if keep == "best" else history.rows[-1].epoch
+        after_epoch(history)
     steps = steps_per_epoch(len(train), trainer.batch_size)
     with tqdm(total=epochs, initial=start, desc="train", unit="epoch", disable=None, leave=False) as progress:
         for epoch in range(start + 1, epochs + 1):
@@ -506,13 +402,16 @@ def fit(
                 raise TrainingDiverged(divergence_message(epoch=epoch, step=result.diverged_step, steps=steps,
                                                           loss=result.diverged_loss, hints=divergence_hints))
             val_loss, val_accuracy = trainer.evaluate(val)
-            history.append(epoch, result.loss, result.accuracy, val_loss, val_accuracy)
+            history.append(EpochRecord(epoch, result.loss, result.accuracy, val_loss, val_accuracy))
+            history.kept_epoch = history.best_epoch if keep == "best" else epoch  # what the model would keep if the run ended here
             if keep == "best" and history.best_epoch == epoch:
                 history.best_weights = trainer.model.get_arrays()
             history.stopped_early = patience is not None and epoch < epochs and epoch - history.best_epoch >= patience
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer, epoch=epoch,
                                 run_fingerprint=run_fingerprint, history=history)
+            if after_epoch is not None:
+                after_epoch(history)
             progress.set_postfix(loss=f"{result.loss:.4f}", acc=f"{result.accuracy:.4f}", val_acc=f"{val_accuracy:.4f}")
             progress.update(1)
             log(f"epoch {epoch}/{epochs}: train loss {result.loss:.4f} acc {result.accuracy:.4f} | "
@@ -520,7 +419,6 @@ def fit(
             if history.stopped_early:
                 log(f"train: stopping early, no better val accuracy for {patience} epochs (best {history.best_val_accuracy:.4f} at epoch {history.best_epoch})")
                 break
-    history.kept_epoch = history.best_epoch if keep == "best" else int(history.rows[-1][0])
     if keep == "best":
         trainer.model.set_arrays(history.best_weights)
     return history

@@ -3,16 +3,19 @@
 Reads ``model`` and ``train`` params, builds the network (digits.model) and
 optimizer (digits.optimizers), runs the compiled GradientTape loop
 (digits.training), and writes the raw weights, the SavedModel, the
-per-epoch curves and metrics/train.json. A checkpoint after every epoch
+per-epoch curves and metrics/train.json, those two after every epoch too,
+so a running experiment shows its progress. A checkpoint after every epoch
 (models/checkpoint.npz, a ``persist`` output) lets a killed run resume.
 
-With ``train.distribute`` set, the same loop runs under a tf.distribute
+With ``hardware.distribute`` set, the same loop runs under a tf.distribute
 strategy (digits.distribute); in a multi-worker cluster every worker runs
 this stage, and only the chief's files land in models/, metrics/, plots/.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import numpy as np
 from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
 from digits.artifacts import check_writable, write_csv, write_json
 from digits.augment import augment, is_identity
+from digits.checkpoints import HISTORY_COLUMNS, History, fingerprint
 from digits.data import Split, load_split
 from digits.distribute import check_same_run, describe, make_strategy, output_root
 from digits.errors import run_main
@@ -29,7 +33,7 @@ from digits.export import export_saved_model
 from digits.model import plain_copy, save_weights, weights_digest
 from digits.params import AugmentParams, load_params
 from digits.plots import draw_augmented_grid
-from digits.training import HISTORY_COLUMNS, Regularization, build_trainer, fingerprint, fit
+from digits.training import Regularization, build_trainer, fit
 
 MODELS_DIR = Path("models")
 WEIGHTS = MODELS_DIR / "weights.npz"
@@ -56,13 +60,52 @@ def draw_augmented_samples(path: Path, *, train: Split, settings: AugmentParams,
     draw_augmented_grid(path, originals=originals, augmented=shown, scale=scale, title=title)
 
 
+def write_metrics_and_history(root: Path, *, history: History, epochs: int, parameters: int) -> None:
+    """metrics/train.json and plots/train_history.csv for the epochs so far: after every epoch (live), and at the end.
+
+    Written atomically from the checkpointed history, so ``dvc exp show`` and
+    ``dvc plots show`` follow a running experiment, and a resumed run ends
+    with the uninterrupted run's bytes. (dvclive, DVC's own logger, appends
+    to its files instead, which a kill between its append and the checkpoint
+    would leave one row ahead of the resume; docs/pipeline.md.)
+    """
+    kept = history.kept_row
+    write_csv(root / HISTORY, HISTORY_COLUMNS, history.rows)
+    write_json(root / METRICS, {"epochs": epochs, "epochs_run": len(history.rows), "parameters": parameters,
+                                # the kept epoch's figures: what models/ holds (train.keep), or would if the run ended now
+                                **{key: value for key, value in kept.items() if key != "epoch"},
+                                "best_epoch": history.best_epoch, "best_val_accuracy": history.best_val_accuracy,
+                                "kept_epoch": history.kept_epoch,
+                                # the bits of every output depend on these (requirements.txt is a dep of this stage)
+                                "tensorflow": tf.__version__, "numpy": np.__version__})
+    signal_step_completed(history.rows[-1].epoch)
+
+
+def signal_step_completed(epoch: int) -> None:
+    """Tell DVC's VS Code extension that an epoch's metrics are written, as dvclive does (under DVC only).
+
+    The extension watches ``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED`` in the
+    repository that started the run (DVC_ROOT, also for queued runs), and
+    refreshes its experiments table and plots when it changes.
+    """
+    root = os.environ.get("DVC_ROOT")
+    if not root or not os.environ.get("DVC_STAGE"):
+        return
+    signal = Path(root) / ".dvc" / "tmp" / "exps" / "run" / "DVCLIVE_STEP_COMPLETED"
+    try:
+        signal.parent.mkdir(parents=True, exist_ok=True)
+        signal.write_text(json.dumps({"pid": os.getpid(), "step": epoch}, sort_keys=True))
+    except OSError:
+        pass  # a courtesy to an editor: never a reason to stop training
+
+
 def main() -> None:
     params = load_params()
     # First, before any other TensorFlow op: the CPU can be split into logical
     # devices, and a cluster joined, only while TensorFlow is uninitialised.
-    strategy = make_strategy(params.train)
+    strategy = make_strategy(params.hardware)
     tf.config.experimental.enable_op_determinism()
-    run_fingerprint = fingerprint(params.data, params.model, params.train, params.augment)
+    run_fingerprint = fingerprint(params.data, params.model, params.train, params.augment, params.hardware)
     check_same_run(strategy, run_fingerprint)  # multi-worker: every worker has the chief's params
 
     # Data, model and optimizer (their Variables mirrored when distributed)
@@ -90,6 +133,8 @@ def main() -> None:
             checkpoint_path=root / CHECKPOINT,
             run_fingerprint=run_fingerprint,
             divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
+            after_epoch=lambda so_far: write_metrics_and_history(root, history=so_far, epochs=params.train.epochs,
+                                                                 parameters=model.count_parameters()),
         )
         kept = history.kept_row
         print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {history.kept_epoch} "
@@ -98,15 +143,8 @@ def main() -> None:
         # Outputs: weights, SavedModel, curves, what training saw, metrics
         save_weights(model, root / WEIGHTS)
         export_saved_model(plain_copy(model), root / SAVED_MODEL, scale=params.data.scale)
-        write_csv(root / HISTORY, HISTORY_COLUMNS, history.rows)
         draw_augmented_samples(root / AUGMENTED, train=train, settings=params.augment, scale=params.data.scale)
-        write_json(root / METRICS, {"epochs": params.train.epochs, "epochs_run": len(history.rows), "parameters": model.count_parameters(),
-                                    # the kept epoch's figures: what models/ holds (train.keep)
-                                    **{key: value for key, value in kept.items() if key != "epoch"},
-                                    "best_epoch": history.best_epoch, "best_val_accuracy": history.best_val_accuracy,
-                                    "kept_epoch": history.kept_epoch,
-                                    # the bits of every output depend on these (requirements.txt is a dep of this stage)
-                                    "tensorflow": tf.__version__, "numpy": np.__version__})
+        write_metrics_and_history(root, history=history, epochs=params.train.epochs, parameters=model.count_parameters())
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ import pytest
 
 from conftest import default_params
 from digits.runtime import tf
-from digits.augment import SIDE, affine_sampling_grid, augment, bilinear_resample, elastic_displacement, is_identity
+from digits.augment import affine_sampling_grid, augment, bilinear_resample, elastic_displacement, is_identity
 from digits.data import load_split
+from digits.idx import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import ELASTIC_STREAM, uniform
 
@@ -22,7 +23,7 @@ def digits(prepared_dir) -> np.ndarray:
 
 
 def one_pixel(row: int, column: int) -> tf.Tensor:
-    image = np.zeros([1, SIDE, SIDE], np.float32)
+    image = np.zeros([1, IMAGE_SIDE, IMAGE_SIDE], np.float32)
     image[0, row, column] = 1.0
     return tf.constant(image)
 
@@ -30,7 +31,7 @@ def one_pixel(row: int, column: int) -> tf.Tensor:
 def transform(image: tf.Tensor, **affine) -> np.ndarray:
     settings = dict(rotation=tf.zeros([1]), scale=tf.ones([1]), shear=tf.zeros([1]), shift=tf.zeros([1, 2]))
     x, y = affine_sampling_grid(**{**settings, **affine})
-    return bilinear_resample(image, x=x, y=y, background=0.0).numpy().reshape(SIDE, SIDE)
+    return bilinear_resample(image, x=x, y=y, background=0.0).numpy().reshape(IMAGE_SIDE, IMAGE_SIDE)
 
 
 def test_shipped_params_augment_nothing():
@@ -88,7 +89,7 @@ def test_the_same_seed_epoch_and_index_give_the_same_picture_in_any_batch(digits
 
 
 def test_elastic_displacement_grows_with_alpha_and_shrinks_with_sigma():
-    noise = uniform(seed=1, stream=ELASTIC_STREAM, epoch=1, indices=tf.range(32), count=2 * SIDE * SIDE)
+    noise = uniform(seed=1, stream=ELASTIC_STREAM, epoch=1, indices=tf.range(32), count=2 * IMAGE_SIDE * IMAGE_SIDE)
 
     def rms(alpha, sigma):
         dx, dy = elastic_displacement(noise, alpha=alpha, sigma=sigma)

@@ -12,7 +12,7 @@ from conftest import run_stage, small_params, write_params
 from digits.model import initial_arrays
 from digits.optimizers import LearningRate
 from digits.params import parse_params
-from stages.baseline import build_keras_model, keras_optimizer
+from digits.keras_reference import build_keras_model, keras_optimizer
 
 
 def test_keras_model_starts_from_the_hand_built_models_weights():
@@ -22,6 +22,7 @@ def test_keras_model_starts_from_the_hand_built_models_weights():
     assert all(np.array_equal(a, b) for a, b in zip(keras_model.get_weights(), expected))
 
 
+@pytest.mark.slow
 def test_baseline_metrics_have_the_keys_of_evaluate(tmp_path, prepared_dir):
     shutil.copytree(prepared_dir, tmp_path / "data" / "prepared")
     write_params(tmp_path, small_params(train={"epochs": 1}))
@@ -70,6 +71,7 @@ def test_keras_uses_the_same_learning_rate_schedule_and_optimizer_settings():
     assert type(adamw).__name__ == "AdamW" and adamw.weight_decay == 1e-4
 
 
+@pytest.mark.slow
 def test_baseline_stage_trains_the_recipe(tmp_path, prepared_dir):
     shutil.copytree(prepared_dir, tmp_path / "data" / "prepared")
     write_params(tmp_path, small_params(**RECIPE))

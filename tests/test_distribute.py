@@ -1,4 +1,4 @@
-"""digits/distribute.py: train.distribute becomes the right strategy, or one clear error.
+"""digits/distribute.py: hardware.distribute becomes the right strategy, or one clear error.
 
 Training under the strategies is tested in test_training.py (mirrored, in
 process) and test_train.py (two workers on localhost).
@@ -17,17 +17,17 @@ from digits.errors import PipelineError
 from digits.params import load_params
 
 
-def _train_params(**changes):
-    return load_params().train.model_copy(update=changes)
+def _hardware(**changes):
+    return load_params().hardware.model_copy(update=changes)
 
 
 def test_none_is_the_single_device_path():
-    assert make_strategy(_train_params(distribute="none")) is None
+    assert make_strategy(_hardware(distribute="none")) is None
     assert is_chief(None) and describe(None) == "one device"
 
 
 def test_mirrored_on_two_logical_cpus():
-    strategy = make_strategy(_train_params(distribute="mirrored", devices=2))
+    strategy = make_strategy(_hardware(distribute="mirrored", devices=2))
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     assert strategy.num_replicas_in_sync == 2
     assert describe(strategy) == "2 replicas (CPU:0, CPU:1)"
@@ -37,21 +37,21 @@ def test_mirrored_on_two_logical_cpus():
 
 
 def test_mirrored_without_gpu_needs_a_device_count():
-    with pytest.raises(PipelineError, match=r"train\.devices = null: with train\.distribute = mirrored and no GPU .* set train\.devices"):
+    with pytest.raises(PipelineError, match=r"hardware\.devices = null: with hardware\.distribute = mirrored and no GPU .* set hardware\.devices"):
         mirrored_devices(None)
 
 
 def test_the_cpu_cannot_be_resplit_once_tensorflow_runs():
     tf.constant(1.0)  # TensorFlow is initialised (conftest split the CPU in two)
     split_cpu(2)  # what it already is: fine
-    with pytest.raises(PipelineError, match=r"train\.devices = 3: TensorFlow was already initialised"):
+    with pytest.raises(PipelineError, match=r"hardware\.devices = 3: TensorFlow was already initialised"):
         split_cpu(3)
 
 
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(PipelineError, match=r"train\.distribute = multi_worker needs the TF_CONFIG environment variable, e\.g\. \{"):
-        make_strategy(_train_params(distribute="multi_worker"))
+    with pytest.raises(PipelineError, match=r"hardware\.distribute = multi_worker needs the TF_CONFIG environment variable, e\.g\. \{"):
+        make_strategy(_hardware(distribute="multi_worker"))
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -40,9 +40,9 @@ def _error_for(section: str, key: str, value) -> str:
     ("data", "scale", [1, 0], r"data\.scale = \[1\.0, 0\.0\]: must be \[low, high\] with low < high"),
     ("data", "val_size", 0, r"data\.val_size = 0: Input should be greater than or equal to 1"),
     ("train", "momentum", 1.0, r"train\.momentum = 1\.0: Input should be less than 1"),
-    ("train", "distribute", "mirror", r"train\.distribute = 'mirror': Input should be 'none', 'mirrored' or 'multi_worker'"),
-    ("train", "distribute", None, r"train\.distribute = None: Input should be 'none', 'mirrored' or 'multi_worker'"),
-    ("train", "devices", 0, r"train\.devices = 0: Input should be greater than or equal to 1"),
+    ("hardware", "distribute", "mirror", r"hardware\.distribute = 'mirror': Input should be 'none', 'mirrored' or 'multi_worker'"),
+    ("hardware", "distribute", None, r"hardware\.distribute = None: Input should be 'none', 'mirrored' or 'multi_worker'"),
+    ("hardware", "devices", 0, r"hardware\.devices = 0: Input should be greater than or equal to 1"),
     # regularisation and augmentation
     ("train", "dropout_input", -0.1, r"train\.dropout_input = -0\.1: Input should be greater than or equal to 0"),
     ("train", "dropout_hidden", 1.0, r"train\.dropout_hidden = 1\.0: Input should be less than 1"),
@@ -75,10 +75,20 @@ def test_unknown_key_is_a_typo_error_listing_the_allowed_keys():
         parse_params(params)
 
 
+def test_a_key_that_moved_names_its_new_home():
+    """train.distribute and train.devices are hardware.distribute and hardware.devices: an old params.yaml gets told where."""
+    params = default_params()
+    params["train"].update(distribute="mirrored", devices=2)
+    with pytest.raises(ParamsError) as error:
+        parse_params(params)
+    assert str(error.value) == ("params.yaml: train.distribute: renamed hardware.distribute (move it to the hardware section); "
+                                "train.devices: renamed hardware.devices (move it to the hardware section)")
+
+
 def test_unknown_section_is_an_error():
     params = default_params()
     params["trian"] = {"epochs": 3}
-    with pytest.raises(ParamsError, match=r"trian: unknown section \(allowed: data, model, train, augment, evaluate\)"):
+    with pytest.raises(ParamsError, match=r"trian: unknown section \(allowed: data, model, train, hardware, augment, evaluate\)"):
         parse_params(params)
 
 

@@ -73,7 +73,8 @@ def test_every_stage_depends_on_exactly_the_code_it_runs():
 def test_evaluation_runs_none_of_the_training_code():
     evaluated = imported_project_files("stages.evaluate")
     assert {"stages/evaluate.py", "digits/model.py", "digits/metrics.py", "digits/__init__.py"} <= evaluated
-    assert not evaluated & {"digits/training.py", "digits/optimizers.py", "digits/augment.py", "digits/dropout.py", "digits/distribute.py"}
+    # the loop and what only training does; digits/distribute.py comes in with the Variables' REPLICATED aggregation
+    assert not evaluated & {"digits/training.py", "digits/optimizers.py", "digits/augment.py", "digits/dropout.py", "digits/regularizers.py"}
 
 
 def tf_version() -> str:
@@ -114,6 +115,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_repro_writes_metrics_that_dvc_reads(repo):
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
     assert 0.5 < evaluate["accuracy"] <= 1 and evaluate["loss"] > 0 and evaluate["examples"] == 1000
@@ -125,6 +127,7 @@ def test_repro_writes_metrics_that_dvc_reads(repo):
     assert metrics["metrics/evaluate.json"]["data"]["accuracy"] == evaluate["accuracy"]
 
 
+@pytest.mark.slow
 def test_forced_repro_is_byte_identical(repo):
     lock_before = (repo / "dvc.lock").read_text()
     _run([DVC, "repro", "-f"], repo)
@@ -132,6 +135,7 @@ def test_forced_repro_is_byte_identical(repo):
     assert _run(["git", "status", "--porcelain"], repo).stdout == ""
 
 
+@pytest.mark.slow
 def test_plots_show_renders_html_with_every_plot(repo):
     result = _run([DVC, "plots", "show", "--out", "plots_html"], repo)
     page = (repo / "plots_html" / "index.html").read_text()
@@ -140,6 +144,7 @@ def test_plots_show_renders_html_with_every_plot(repo):
     shutil.rmtree(repo / "plots_html")
 
 
+@pytest.mark.slow
 def test_params_typo_fails_repro_even_when_no_tracked_param_changed(repo):
     original = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(original + "trian:\n  epochs: 3\n")
@@ -151,6 +156,7 @@ def test_params_typo_fails_repro_even_when_no_tracked_param_changed(repo):
         (repo / "params.yaml").write_text(original)
 
 
+@pytest.mark.slow
 def test_a_size_the_data_cannot_satisfy_fails_before_dvc_removes_the_prepared_data(repo):
     original = (repo / "params.yaml").read_text()
     prepared = {path.name: path.read_bytes() for path in (repo / "data" / "prepared").iterdir()}
@@ -166,6 +172,7 @@ def test_a_size_the_data_cannot_satisfy_fails_before_dvc_removes_the_prepared_da
         (repo / "params.yaml").write_text(original)
 
 
+@pytest.mark.slow
 def test_a_library_version_change_reruns_the_stages_whose_bits_depend_on_it(repo):
     original = (repo / "requirements.txt").read_text()
     (repo / "requirements.txt").write_text(original.replace("tensorflow==", "tensorflow>="))
@@ -177,6 +184,7 @@ def test_a_library_version_change_reruns_the_stages_whose_bits_depend_on_it(repo
     assert _run([DVC, "status", "--json"], repo).stdout.strip() == "{}"
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_pulls_the_models_from_a_shared_remote_without_training(repo, tmp_path):
     remote = tmp_path / "remote"
     _run([DVC, "remote", "add", "--local", "-d", "shared", str(remote)], repo)  # .dvc/config.local: nothing machine-specific in git
@@ -193,6 +201,7 @@ def test_a_fresh_clone_pulls_the_models_from_a_shared_remote_without_training(re
     assert _run(["git", "status", "--porcelain"], clone).stdout == ""
 
 
+@pytest.mark.slow
 def test_the_model_is_a_registered_artifact_fetchable_by_version_tag(repo, tmp_path):
     artifacts = yaml.safe_load((repo / "dvc.yaml").read_text())["artifacts"]
     assert artifacts["mnist-mlp"]["type"] == "model" and artifacts["mnist-mlp"]["path"] == "models/saved_model"
@@ -209,6 +218,7 @@ def test_the_model_is_a_registered_artifact_fetchable_by_version_tag(repo, tmp_p
     assert (fetched / "saved_model.pb").read_bytes() == (repo / "models/saved_model/saved_model.pb").read_bytes()
 
 
+@pytest.mark.slow
 def test_plots_page_needs_no_network(repo, tmp_path):
     _run([DVC, "plots", "show", "--out", str(tmp_path / "page")], repo)
     page = (tmp_path / "page" / "index.html").read_text()
@@ -216,6 +226,7 @@ def test_plots_page_needs_no_network(repo, tmp_path):
     assert "window.vegaEmbed" in page and "Test errors only" in page
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_plots_page_renders_every_chart_in_a_browser_without_network(repo, tmp_path):
     _run([DVC, "plots", "show", "--out", str(tmp_path / "page")], repo)
@@ -245,6 +256,7 @@ def _back_to_the_commit(repo: Path, original_params: str) -> None:
     assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
+@pytest.mark.slow
 def test_the_restore_hint_of_a_failed_stage_brings_back_every_removed_output(repo):
     """train diverges under `dvc repro` after DVC removed its outputs; the commands the error names, run as printed, restore them."""
     outputs = ["models/weights.npz", "models/saved_model/saved_model.pb", "metrics/train.json", "plots/train_history.csv", "plots/augmented.png"]
@@ -264,6 +276,7 @@ def test_the_restore_hint_of_a_failed_stage_brings_back_every_removed_output(rep
         _back_to_the_commit(repo, original)
 
 
+@pytest.mark.slow
 def test_a_stage_stops_when_its_dvc_is_terminated_and_a_rerun_resumes_to_the_same_bits(repo):
     """SIGTERM to dvc alone (what a job scheduler sends): DVC dies without passing it on; the stage notices and stops."""
     original = _set_params(repo, train={"epochs": 100})
@@ -283,7 +296,8 @@ def test_a_stage_stops_when_its_dvc_is_terminated_and_a_rerun_resumes_to_the_sam
         assert stopped_after < 15, stopped_after
         assert "stopping: dvc (pid" in rest and "interrupted: no output was half-written" in rest, rest
         assert "epoch 100/100" not in rest and "train: 100 epochs" not in rest, rest  # it stopped, not finished
-        assert not (repo / "models/weights.npz").exists() and not (repo / "metrics/train.json").exists()
+        assert not (repo / "models/weights.npz").exists()
+        assert json.loads((repo / "metrics/train.json").read_text())["epochs_run"] < 100  # the live metrics of the epochs done
 
         resumed = _run([DVC, "repro", "train"], repo)
         assert "resuming from models/checkpoint.npz after epoch" in resumed.stdout

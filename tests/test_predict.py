@@ -18,6 +18,8 @@ from digits.images import ImageError, to_mnist
 from digits.metrics import softmax
 from digits.model import load_weights
 
+pytestmark = pytest.mark.slow  # runs stages or other processes: see pytest.ini
+
 COUNT = 30
 
 

@@ -18,6 +18,8 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "tools"))
 import same_bits  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs stages or other processes: see pytest.ini
+
 TINY = {"hidden": [16], "epochs": 1, "train_size": 300, "test_size": 100}
 
 

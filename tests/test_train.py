@@ -21,6 +21,8 @@ from PIL import Image
 from conftest import ROOT, run_stage, small_params, write_params
 from digits.artifacts import load_npz
 
+pytestmark = pytest.mark.slow  # runs stages or other processes: see pytest.ini
+
 
 def _workdir(tmp_path, prepared_dir, name="run", **overrides):
     directory = tmp_path / name
@@ -119,6 +121,10 @@ def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_
     assert process.returncode == -signal.SIGKILL
     done = int(load_npz(killed / "models/checkpoint.npz")["epoch"])
     assert 1 <= done < 8 and not (killed / "models/weights.npz").exists()
+    # the live metrics and curves of the epochs done so far (written right after each checkpoint)
+    live = json.loads((killed / "metrics/train.json").read_text())
+    assert live["epochs"] == 8 and live["epochs_run"] in (done - 1, done) and live["epochs_run"] >= 1
+    assert len((killed / "plots/train_history.csv").read_text().splitlines()) == 1 + live["epochs_run"]
 
     result = run_stage("stages.train", killed)
     assert result.returncode == 0, result.stderr
@@ -176,7 +182,7 @@ def _digest_line(output: str) -> str:
 
 def test_mirrored_stage_on_two_cpus_matches_the_single_device_stage(tmp_path, prepared_dir):
     single = _workdir(tmp_path, prepared_dir, "single", train={"batch_size": 96})  # 2000 = 20 x 96 + 80
-    mirrored = _workdir(tmp_path, prepared_dir, "mirrored", train={"batch_size": 96, "distribute": "mirrored", "devices": 2})
+    mirrored = _workdir(tmp_path, prepared_dir, "mirrored", train={"batch_size": 96}, hardware={"distribute": "mirrored", "devices": 2})
     assert run_stage("stages.train", single).returncode == 0
     result = run_stage("stages.train", mirrored)
     assert result.returncode == 0, result.stderr
@@ -221,7 +227,7 @@ def _wait(processes, *, timeout: float = 240) -> None:
 
 
 def _cluster_workdirs(tmp_path, prepared_dir, prefix, **train):
-    return [_workdir(tmp_path, prepared_dir, f"{prefix}{index}", train={"distribute": "multi_worker", **train}) for index in range(2)]
+    return [_workdir(tmp_path, prepared_dir, f"{prefix}{index}", train=train, hardware={"distribute": "multi_worker"}) for index in range(2)]
 
 
 def test_two_workers_on_localhost_agree_and_only_the_chief_writes(tmp_path, prepared_dir):
@@ -244,7 +250,7 @@ def test_two_workers_on_localhost_agree_and_only_the_chief_writes(tmp_path, prep
 
 
 def test_a_killed_cluster_resumes_from_the_chiefs_checkpoint(tmp_path, prepared_dir):
-    reference = _workdir(tmp_path, prepared_dir, "reference", train={"epochs": 4, "distribute": "mirrored", "devices": 2})
+    reference = _workdir(tmp_path, prepared_dir, "reference", train={"epochs": 4}, hardware={"distribute": "mirrored", "devices": 2})
     assert run_stage("stages.train", reference).returncode == 0
 
     workdirs = _cluster_workdirs(tmp_path, prepared_dir, "worker", epochs=4)
@@ -270,8 +276,8 @@ def test_a_killed_cluster_resumes_from_the_chiefs_checkpoint(tmp_path, prepared_
 
 
 def test_workers_started_with_other_params_all_stop_with_one_clear_error(tmp_path, prepared_dir):
-    chief = _workdir(tmp_path, prepared_dir, "worker0", train={"distribute": "multi_worker", "epochs": 1})
-    worker = _workdir(tmp_path, prepared_dir, "worker1", train={"distribute": "multi_worker", "epochs": 1, "batch_size": 50})
+    chief = _workdir(tmp_path, prepared_dir, "worker0", train={"epochs": 1}, hardware={"distribute": "multi_worker"})
+    worker = _workdir(tmp_path, prepared_dir, "worker1", train={"epochs": 1, "batch_size": 50}, hardware={"distribute": "multi_worker"})
     processes = _start_cluster([chief, worker])
     _wait(processes)
     assert [process.returncode for process in processes] == [1, 1]
@@ -319,5 +325,6 @@ def test_a_full_disk_is_one_line_naming_the_output_with_nothing_half_written(tmp
     result = run_stage("stages.train", workdir)
     assert _one_error_line(result).startswith(f"error: {failing}: cannot write it (no space left on the device: free some and run again)")
     assert not [path for path in models.rglob("*") if ".tmp" in path.name or ".old" in path.name]  # no temporary left behind
-    assert not (workdir / "models/saved_model").exists() and not (workdir / "metrics/train.json").exists()
-    assert int(load_npz(models / "checkpoint.npz")["epoch"]) >= 1  # what was written before is whole: a rerun resumes from it
+    assert not (workdir / "models/saved_model").exists()
+    done = int(load_npz(models / "checkpoint.npz")["epoch"])  # what was written before is whole: a rerun resumes from it
+    assert done >= 1 and json.loads((workdir / "metrics/train.json").read_text())["epochs_run"] == done
