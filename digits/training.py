@@ -362,34 +362,42 @@ def divergence_message(*, epoch: int, step: int, steps: int, loss: float, hints:
     )
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where ``fit`` writes its per-epoch checkpoint, and the run it belongs to (a resume needs the same fingerprint)."""
+
+    path: Path
+    run_fingerprint: str
+
+
 def fit(
     trainer: Trainer,
     *,
     train: Split,
     val: Split,
-    epochs: int,
-    shuffle_seed: int,
-    checkpoint_path: Path | None,
-    run_fingerprint: str,
-    keep: str = "last",
-    patience: int | None = None,
+    settings: TrainParams,
+    checkpoint: Checkpointing | None = None,
     divergence_hints: str = "",
     log: Callable[[str], None] = tqdm.write,
     after_epoch: Callable[[History], None] | None = None,
 ) -> History:
-    """Train for ``epochs`` (resuming a matching checkpoint), validating and checkpointing every epoch.
+    """Train for ``settings.epochs`` (resuming a matching checkpoint), validating and checkpointing every epoch.
 
-    ``keep = "best"`` leaves the model with the weights of the epoch of
-    highest validation accuracy; ``patience`` stops the run after that many
-    epochs without a better one. Both survive a resume exactly: the best
-    weights travel in the checkpoint. ``after_epoch(history)`` runs after each
-    epoch's checkpoint, and once on a resume with the epochs restored: the
-    train stage writes its live metrics there.
+    Of ``settings`` (the ``train`` params), fit reads the run's length and
+    model selection: ``epochs``, ``shuffle_seed``, ``keep`` and ``patience``
+    (the trainer holds the rest). ``keep = "best"`` leaves the model with the
+    weights of the epoch of highest validation accuracy; ``patience`` stops
+    the run after that many epochs without a better one. Both survive a
+    resume exactly: the best weights travel in the checkpoint.
+    ``after_epoch(history)`` runs after each epoch's checkpoint, and once on a
+    resume with the epochs restored: the train stage writes its live metrics
+    there.
     """
+    epochs, keep, patience = settings.epochs, settings.keep, settings.patience
     start, history = 0, History()
-    if checkpoint_path is not None:
-        start, history = restore_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer,
-                                            run_fingerprint=run_fingerprint, epochs=epochs, log=log)
+    if checkpoint is not None:
+        start, history = restore_checkpoint(checkpoint.path, model=trainer.model, optimizer=trainer.optimizer,
+                                            run_fingerprint=checkpoint.run_fingerprint, epochs=epochs, log=log)
     start = trainer.agree_on_start(start)
     if history.rows and after_epoch is not None:
         history.kept_epoch = history.best_epoch if keep == "best" else history.rows[-1].epoch
@@ -397,7 +405,7 @@ def fit(
     steps = steps_per_epoch(len(train), trainer.batch_size)
     with tqdm(total=epochs, initial=start, desc="train", unit="epoch", disable=None, leave=False) as progress:
         for epoch in range(start + 1, epochs + 1):
-            result = trainer.train_epoch(train, epoch_order(len(train), seed=shuffle_seed, epoch=epoch), epoch=epoch)
+            result = trainer.train_epoch(train, epoch_order(len(train), seed=settings.shuffle_seed, epoch=epoch), epoch=epoch)
             if result.diverged_step >= 0:
                 raise TrainingDiverged(divergence_message(epoch=epoch, step=result.diverged_step, steps=steps,
                                                           loss=result.diverged_loss, hints=divergence_hints))
@@ -407,9 +415,9 @@ def fit(
             if keep == "best" and history.best_epoch == epoch:
                 history.best_weights = trainer.model.get_arrays()
             history.stopped_early = patience is not None and epoch < epochs and epoch - history.best_epoch >= patience
-            if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, model=trainer.model, optimizer=trainer.optimizer, epoch=epoch,
-                                run_fingerprint=run_fingerprint, history=history)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint.path, model=trainer.model, optimizer=trainer.optimizer, epoch=epoch,
+                                run_fingerprint=checkpoint.run_fingerprint, history=history)
             if after_epoch is not None:
                 after_epoch(history)
             progress.set_postfix(loss=f"{result.loss:.4f}", acc=f"{result.accuracy:.4f}", val_acc=f"{val_accuracy:.4f}")

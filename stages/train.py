@@ -33,7 +33,7 @@ from digits.export import export_saved_model
 from digits.model import plain_copy, save_weights, weights_digest
 from digits.params import AugmentParams, load_params
 from digits.plots import draw_augmented_grid
-from digits.training import Regularization, build_trainer, fit
+from digits.training import Checkpointing, Regularization, build_trainer, fit
 
 MODELS_DIR = Path("models")
 WEIGHTS = MODELS_DIR / "weights.npz"
@@ -126,12 +126,8 @@ def main() -> None:
             trainer,
             train=train,
             val=val,
-            epochs=params.train.epochs,
-            shuffle_seed=params.train.shuffle_seed,
-            keep=params.train.keep,
-            patience=params.train.patience,
-            checkpoint_path=root / CHECKPOINT,
-            run_fingerprint=run_fingerprint,
+            settings=params.train,
+            checkpoint=Checkpointing(root / CHECKPOINT, run_fingerprint),
             divergence_hints=f"(train.lr = {params.train.lr}, data.scale = {params.data.scale}, model.init = {params.model.init})",
             after_epoch=lambda so_far: write_metrics_and_history(root, history=so_far, epochs=params.train.epochs,
                                                                  parameters=model.count_parameters()),

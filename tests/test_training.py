@@ -11,7 +11,7 @@ from digits.data import Split, load_split, steps_per_epoch
 from digits.model import build_model, weights_digest
 from digits.optimizers import make_optimizer
 from digits.params import load_params
-from digits.training import (DistributedTrainer, EpochResult, Regularization, Trainer, TrainingDiverged, build_trainer, epoch_order, fit,
+from digits.training import (Checkpointing, DistributedTrainer, EpochResult, Regularization, Trainer, TrainingDiverged, build_trainer, epoch_order, fit,
                              per_example_loss, replica_pieces)
 
 # Everything on: what the best recipe does to each batch, at strengths a unit test can see
@@ -157,11 +157,16 @@ def test_compiled_epoch_traces_once_per_trainer(prepared_dir):
     assert trainer._train_epoch.experimental_get_tracing_count() == 1
 
 
-def _fit(prepared_dir, shuffle_seed, **kwargs):
+def _settings(**changes):
+    """The train params fit reads (epochs, shuffle_seed, keep, patience), changed."""
+    return load_params().train.model_copy(update=changes)
+
+
+def _fit(prepared_dir, shuffle_seed, checkpoint=None):
     train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
     trainer, settings = _trainer(train)
-    history = fit(trainer, train=train, val=val, epochs=settings.epochs, shuffle_seed=shuffle_seed,
-                  run_fingerprint="test", log=lambda line: None, **{"checkpoint_path": None, **kwargs})
+    history = fit(trainer, train=train, val=val, settings=settings.model_copy(update={"shuffle_seed": shuffle_seed}),
+                  checkpoint=checkpoint, log=lambda line: None)
     return trainer, history
 
 
@@ -180,11 +185,12 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_weights(prepared_dir
     checkpoint = tmp_path / "checkpoint.npz"
     train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
     trainer, settings = _trainer(train)
-    fit(trainer, train=train, val=val, epochs=1, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=lambda line: None)
+    fit(trainer, train=train, val=val, settings=settings.model_copy(update={"epochs": 1}), checkpoint=Checkpointing(checkpoint, "run"),
+        log=lambda line: None)
     # A new process would build everything afresh; so do we, then resume epochs 2-3.
     resumed, settings = _trainer(train)
     messages = []
-    fit(resumed, train=train, val=val, epochs=3, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=messages.append)
+    fit(resumed, train=train, val=val, settings=settings, checkpoint=Checkpointing(checkpoint, "run"), log=messages.append)
     assert "resuming" in messages[0] and "after epoch 1 of 3" in messages[0]
     assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
@@ -222,14 +228,14 @@ SCRIPT = {1: 0.5, 2: 0.8, 3: 0.7, 4: 0.8, 5: 0.6, 6: 0.75}
 def test_keep_chooses_the_best_validation_epoch_or_the_last(prepared_dir, keep, kept):
     split = load_split("val", prepared_dir)
     trainer = ScriptedTrainer(SCRIPT)
-    history = fit(trainer, train=split, val=split, epochs=6, shuffle_seed=1, keep=keep, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
+    history = fit(trainer, train=split, val=split, settings=_settings(epochs=6, shuffle_seed=1, keep=keep), log=lambda line: None)
     assert history.best_epoch == 2 and history.best_val_accuracy == 0.8  # the earliest of equals
     assert _kept_epoch(trainer) == kept == history.kept_epoch and len(history.rows) == 6
 
 
 def test_keep_best_survives_a_kill_and_resume(prepared_dir, tmp_path):
     split, checkpoint = load_split("val", prepared_dir), tmp_path / "checkpoint.npz"
-    settings = dict(train=split, val=split, epochs=6, shuffle_seed=1, keep="best", checkpoint_path=checkpoint, run_fingerprint="x")
+    settings = dict(train=split, val=split, settings=_settings(epochs=6, shuffle_seed=1, keep="best"), checkpoint=Checkpointing(checkpoint, "x"))
     killed = ScriptedTrainer(SCRIPT)
     killed.stop_before = 5
     with pytest.raises(KeyboardInterrupt):
@@ -243,23 +249,24 @@ def test_keep_best_survives_a_kill_and_resume(prepared_dir, tmp_path):
 def test_patience_stops_a_run_that_stopped_improving(prepared_dir, tmp_path):
     split, checkpoint = load_split("val", prepared_dir), tmp_path / "checkpoint.npz"
     messages = []
-    history = fit(ScriptedTrainer(SCRIPT), train=split, val=split, epochs=6, shuffle_seed=1, keep="best", patience=2,
-                  checkpoint_path=checkpoint, run_fingerprint="x", log=messages.append)
+    history = fit(ScriptedTrainer(SCRIPT), train=split, val=split, settings=_settings(epochs=6, shuffle_seed=1, keep="best", patience=2),
+                  checkpoint=Checkpointing(checkpoint, "x"), log=messages.append)
     assert [row.epoch for row in history.rows] == [1, 2, 3, 4] and history.stopped_early
     assert "stopping early, no better val accuracy for 2 epochs (best 0.8000 at epoch 2)" in messages[-1]
     # The early-stopped checkpoint is a finished run: a forced rerun trains from the start, like a completed one.
-    again = fit(ScriptedTrainer(SCRIPT), train=split, val=split, epochs=6, shuffle_seed=1, keep="best", patience=2,
-                checkpoint_path=checkpoint, run_fingerprint="x", log=lambda line: None)
+    again = fit(ScriptedTrainer(SCRIPT), train=split, val=split, settings=_settings(epochs=6, shuffle_seed=1, keep="best", patience=2),
+                checkpoint=Checkpointing(checkpoint, "x"), log=lambda line: None)
     assert [row.epoch for row in again.rows] == [1, 2, 3, 4]
 
 
 def test_checkpoint_from_other_params_is_not_resumed(prepared_dir, tmp_path):
     checkpoint = tmp_path / "checkpoint.npz"
-    _fit(prepared_dir, shuffle_seed=7, checkpoint_path=checkpoint)
+    _fit(prepared_dir, shuffle_seed=7, checkpoint=Checkpointing(checkpoint, "test"))
     train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    trainer, _ = _trainer(train)
+    trainer, settings = _trainer(train)
     messages = []
-    fit(trainer, train=train, val=val, epochs=1, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="other", log=messages.append)
+    fit(trainer, train=train, val=val, settings=settings.model_copy(update={"epochs": 1}), checkpoint=Checkpointing(checkpoint, "other"),
+        log=messages.append)
     assert "made with other params; not resuming" in messages[0]
 
 
@@ -272,7 +279,7 @@ def test_divergence_guard_names_epoch_step_and_causes(prepared_dir):
     settings = params.train.model_copy(update={"loss": "mse", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 100})
     trainer = Trainer(model, make_optimizer(settings, model.parameters, steps_per_epoch=20), loss="mse", batch_size=100)
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+ of 20\. Likely causes: a learning rate too high, unscaled input"):
-        fit(trainer, train=unscaled, val=val, epochs=2, shuffle_seed=7, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
+        fit(trainer, train=unscaled, val=val, settings=settings.model_copy(update={"epochs": 2}), log=lambda line: None)
 
 
 @pytest.mark.parametrize("model_changes", [
@@ -353,12 +360,12 @@ def test_mirrored_with_dropout_and_augmentation_follows_single_device_training(p
 def test_mirrored_fit_resumes_and_guards_against_divergence(prepared_dir, two_cpus, tmp_path):
     train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
     uninterrupted, _ = _trainer(train, two_cpus)
-    fit(uninterrupted, train=train, val=val, epochs=3, shuffle_seed=7, checkpoint_path=None, run_fingerprint="run", log=lambda line: None)
+    fit(uninterrupted, train=train, val=val, settings=_settings(epochs=3), log=lambda line: None)
     first, _ = _trainer(train, two_cpus)
-    checkpoint = tmp_path / "checkpoint.npz"
-    fit(first, train=train, val=val, epochs=1, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=lambda line: None)
+    checkpoint = Checkpointing(tmp_path / "checkpoint.npz", "run")
+    fit(first, train=train, val=val, settings=_settings(epochs=1), checkpoint=checkpoint, log=lambda line: None)
     resumed, _ = _trainer(train, two_cpus)
-    history = fit(resumed, train=train, val=val, epochs=3, shuffle_seed=7, checkpoint_path=checkpoint, run_fingerprint="run", log=lambda line: None)
+    history = fit(resumed, train=train, val=val, settings=_settings(epochs=3), checkpoint=checkpoint, log=lambda line: None)
     assert [row.epoch for row in history.rows] == [1, 2, 3]
     assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
@@ -367,4 +374,4 @@ def test_mirrored_fit_resumes_and_guards_against_divergence(prepared_dir, two_cp
     for variable in diverging.model.weights:
         variable.assign(variable * 10.0)  # stddev 1, as seed 002's first attempt
     with pytest.raises(TrainingDiverged, match=r"at epoch 1, step \d+ of 20"):
-        fit(diverging, train=unscaled, val=val, epochs=1, shuffle_seed=7, checkpoint_path=None, run_fingerprint="x", log=lambda line: None)
+        fit(diverging, train=unscaled, val=val, settings=_settings(epochs=1), log=lambda line: None)
