@@ -328,3 +328,24 @@ def test_a_full_disk_is_one_line_naming_the_output_with_nothing_half_written(tmp
     assert not (workdir / "models/saved_model").exists()
     done = int(load_npz(models / "checkpoint.npz")["epoch"])  # what was written before is whole: a rerun resumes from it
     assert done >= 1 and json.loads((workdir / "metrics/train.json").read_text())["epochs_run"] == done
+
+
+def test_live_metrics_and_the_editors_signal_after_an_epoch(tmp_path, monkeypatch):
+    """What train writes after each epoch: the metrics and curves so far, and (under DVC) dvclive's signal file for VS Code."""
+    from digits.checkpoints import EpochRecord, History
+    from stages.train import HISTORY, METRICS, write_metrics_and_history
+
+    history = History([EpochRecord(1, 0.9, 0.7, 0.8, 0.75), EpochRecord(2, 0.5, 0.85, 0.6, 0.8)], kept_epoch=2)
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    write_metrics_and_history(tmp_path, history=history, epochs=10, parameters=123)
+    metrics = json.loads((tmp_path / METRICS).read_text())
+    assert (metrics["epochs"], metrics["epochs_run"], metrics["kept_epoch"], metrics["val_accuracy"]) == (10, 2, 2, 0.8)
+    assert (tmp_path / HISTORY).read_text().splitlines() == ["epoch,train_loss,train_accuracy,val_loss,val_accuracy",
+                                                            "1,0.9,0.7,0.8,0.75", "2,0.5,0.85,0.6,0.8"]
+    signal = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "run" / "DVCLIVE_STEP_COMPLETED"
+    assert not signal.exists()  # outside DVC: no signal
+
+    monkeypatch.setenv("DVC_STAGE", "train")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    write_metrics_and_history(tmp_path, history=history, epochs=10, parameters=123)
+    assert json.loads(signal.read_text()) == {"pid": os.getpid(), "step": 2}
