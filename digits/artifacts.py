@@ -150,7 +150,6 @@ def why_unreadable(path: Path) -> str | None:
     return None
 
 
-
 NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 

@@ -57,6 +57,10 @@ class History:
     def append(self, record: EpochRecord) -> None:
         self.rows.append(record)
 
+    def keep(self, mode: str) -> None:
+        """Set ``kept_epoch`` for ``train.keep = mode``: the best epoch so far, or the last; what the model keeps if the run ends here."""
+        self.kept_epoch = self.best_epoch if mode == "best" else self.rows[-1].epoch
+
     @property
     def best_epoch(self) -> int:
         """The epoch with the highest validation accuracy, the earliest of equals (0 before any epoch)."""

@@ -400,7 +400,7 @@ def fit(
                                             run_fingerprint=checkpoint.run_fingerprint, epochs=epochs, log=log)
     start = trainer.agree_on_start(start)
     if history.rows and after_epoch is not None:
-        history.kept_epoch = history.best_epoch if keep == "best" else history.rows[-1].epoch
+        history.keep(keep)
         after_epoch(history)
     steps = steps_per_epoch(len(train), trainer.batch_size)
     with tqdm(total=epochs, initial=start, desc="train", unit="epoch", disable=None, leave=False) as progress:
@@ -411,7 +411,7 @@ def fit(
                                                           loss=result.diverged_loss, hints=divergence_hints))
             val_loss, val_accuracy = trainer.evaluate(val)
             history.append(EpochRecord(epoch, result.loss, result.accuracy, val_loss, val_accuracy))
-            history.kept_epoch = history.best_epoch if keep == "best" else epoch  # what the model would keep if the run ended here
+            history.keep(keep)
             if keep == "best" and history.best_epoch == epoch:
                 history.best_weights = trainer.model.get_arrays()
             history.stopped_early = patience is not None and epoch < epochs and epoch - history.best_epoch >= patience

@@ -3,8 +3,8 @@
 Reads ``model`` and ``train`` params, builds the network (digits.model) and
 optimizer (digits.optimizers), runs the compiled GradientTape loop
 (digits.training), and writes the raw weights, the SavedModel, the
-per-epoch curves and metrics/train.json, those two after every epoch too,
-so a running experiment shows its progress. A checkpoint after every epoch
+per-epoch curves and metrics/train.json (those two after every epoch,
+so a running experiment shows its progress). A checkpoint after every epoch
 (models/checkpoint.npz, a ``persist`` output) lets a killed run resume.
 
 With ``hardware.distribute`` set, the same loop runs under a tf.distribute
@@ -61,7 +61,7 @@ def draw_augmented_samples(path: Path, *, train: Split, settings: AugmentParams,
 
 
 def write_metrics_and_history(root: Path, *, history: History, epochs: int, parameters: int) -> None:
-    """metrics/train.json and plots/train_history.csv for the epochs so far: after every epoch (live), and at the end.
+    """metrics/train.json and plots/train_history.csv for the epochs so far, after every epoch: live, and final after the last.
 
     Written atomically from the checkpointed history, so ``dvc exp show`` and
     ``dvc plots show`` follow a running experiment, and a resumed run ends
@@ -136,11 +136,11 @@ def main() -> None:
         print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {history.kept_epoch} "
               f"(val accuracy {kept['val_accuracy']:.4f}); weights sha256 {weights_digest(model)}")
 
-        # Outputs: weights, SavedModel, curves, what training saw, metrics
+        # Outputs: weights, SavedModel, what training saw
         save_weights(model, root / WEIGHTS)
         export_saved_model(plain_copy(model), root / SAVED_MODEL, scale=params.data.scale)
         draw_augmented_samples(root / AUGMENTED, train=train, settings=params.augment, scale=params.data.scale)
-        write_metrics_and_history(root, history=history, epochs=params.train.epochs, parameters=model.count_parameters())
+        # (metrics/train.json and plots/train_history.csv were written after the last epoch, by fit's after_epoch)
 
 
 if __name__ == "__main__":
