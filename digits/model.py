@@ -8,8 +8,8 @@ by the GradientTape: seed 002's ``w = w - lr * g`` turned them into plain
 Tensors and the next gradient came back None. Created under a tf.distribute
 strategy's scope they are mirrored on every replica (digits.distribute).
 
-Every matmul goes through ``dense``, whose gradient is written with
-canonical matmuls, and scoring goes through ``predict_logits``, compiled by
+Every matmul goes through ``dense``, whose gradient is written in the
+forms YNNPACK takes, and scoring goes through ``predict_logits``, compiled by
 XLA like the training epoch: together with digits.runtime's flags that gives
 the same bits on every x86-64 CPU (docs/reproducibility.md).
 """
@@ -37,17 +37,18 @@ EVAL_BATCH = 8192  # images per compiled forward pass when scoring a whole split
 
 @tf.custom_gradient
 def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
-    """``inputs @ weight``, whose gradient is two more matmuls in canonical form.
+    """``inputs @ weight``, whose gradient is two more matmuls in forms YNNPACK takes.
 
-    TensorFlow's own MatMul gradient multiplies by transposed operands
-    (``transpose_a``/``transpose_b``), which XLA hands to Eigen and oneDNN,
-    whose results depend on the CPU. Written with explicit transposes, all
-    three matmuls of a layer's step are (rows x k) @ (k x cols), the form
-    XLA's own GEMM compiles (digits.runtime), with the same bits everywhere.
+    TensorFlow's own MatMul gradient multiplies by ``transpose_a`` and
+    ``transpose_b`` operands; XLA hands a transposed left operand to Eigen,
+    whose result depends on the CPU. Here the weight gradient transposes the
+    layer's inputs explicitly (digits.runtime keeps XLA from folding that
+    transpose back into the dot), so every matmul of a step is one that
+    digits.runtime's flags send to YNNPACK, with the same bits everywhere.
     """
 
     def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.matmul(upstream, tf.transpose(weight)), tf.matmul(tf.transpose(inputs), upstream)
+        return tf.matmul(upstream, weight, transpose_b=True), tf.matmul(tf.transpose(inputs), upstream)
 
     return tf.matmul(inputs, weight), gradient
 

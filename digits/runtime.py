@@ -21,14 +21,22 @@ evaluation and the augmentation plot are XLA-compiled, and these flags make
 XLA's code a function of the program alone, not of the CPU it runs on or its
 thread count (docs/reproducibility.md has the measurements):
 
+- ``--xla_cpu_experimental_ynn_fusion_type=dot``: every matmul runs in
+  YNNPACK (an XLA library fusion), on all intra-op threads. Its results
+  matched on every CPU and thread count tried: AVX-512 natively, AVX2 on
+  three emulated CPUs with other cache sizes, 1 to 8 threads. XLA's default
+  hands matmuls to Eigen, whose blocking of k follows the cache sizes CPUID
+  reports, the thread count and the vector ISA: the same program gave three
+  different results on three CPU types.
+- ``--xla_disable_hlo_passes=transpose-folding``: YNNPACK takes a
+  transposed right operand but not a transposed left one. digits.model's
+  weight gradient transposes the layer's inputs explicitly; without this
+  flag XLA folds that transpose back into the dot, which then goes to Eigen.
 - ``xla_force_enable_experimental_llvm_ir_gemm`` (with
-  ``--xla_cpu_multi_thread_eigen=false``, which it needs): every canonical
-  matmul becomes XLA's own tiled GEMM, whose tiles are fixed when it compiles
-  and which sums each output over k in order, so tile sizes change speed, not
-  bits. XLA's default hands matmuls to Eigen and oneDNN, whose blocking
-  follows the cache sizes CPUID reports, the thread count and the vector ISA
-  (AVX-512 or AVX2): the same program gave three different results on three
-  CPU types. digits.model writes the backward pass with canonical matmuls too.
+  ``--xla_cpu_multi_thread_eigen=false``, which it needs): a plain matmul
+  that YNNPACK does not take becomes XLA's own tiled GEMM, single-threaded,
+  whose tiles are fixed when it compiles; none is left in this project's
+  programs (tests/test_training.py), this is the net under them.
 - ``--xla_cpu_max_isa=AVX2`` and ``--xla_cpu_prefer_vector_width=256``:
   every machine compiles for AVX2 with FMA, also one with AVX-512. Without
   the cap, the compiled augmentation gave other bits on the AVX-512 machine
@@ -36,9 +44,9 @@ thread count (docs/reproducibility.md has the measurements):
 - ``--xla_cpu_enable_platform_dependent_math=false``: no instruction whose
   result differs between CPU makers (approximate reciprocals, say).
 
-The price is speed on several cores: XLA's GEMM runs each matmul on one
-thread (benchmarks/train_speed.py times both). ``DIGITS_SAME_BITS=0`` turns
-all of it off for a faster, CPU-specific run (dvc.lock will then differ from
+The price is the explicit transposes and Eigen's last few percent
+(docs/speed.md; benchmarks/train_speed.py times both). ``DIGITS_SAME_BITS=0``
+turns all of it off for a CPU-specific run (dvc.lock will then differ from
 the committed one). A flag already set in ``XLA_FLAGS`` wins.
 """
 
@@ -56,11 +64,13 @@ SAME_BITS_SWITCH = "DIGITS_SAME_BITS"
 # XLA flags this project sets unless XLA_FLAGS already names them (XLA reads them once, at its first compile).
 GEMM_TILE = "6:4:2*vectwidth"  # rows : k per step : vectors of columns; the fastest measured on the 2-core machine
 SAME_BITS_XLA_FLAGS = {
+    "--xla_cpu_experimental_ynn_fusion_type": "dot",
+    "--xla_disable_hlo_passes": "transpose-folding",
     "--xla_cpu_multi_thread_eigen": "false",
+    "--xla_backend_extra_options": f"xla_force_enable_experimental_llvm_ir_gemm,xla_llvm_ir_gemm_tile_size={GEMM_TILE}",
     "--xla_cpu_max_isa": "AVX2",
     "--xla_cpu_prefer_vector_width": "256",
     "--xla_cpu_enable_platform_dependent_math": "false",
-    "--xla_backend_extra_options": f"xla_force_enable_experimental_llvm_ir_gemm,xla_llvm_ir_gemm_tile_size={GEMM_TILE}",
 }
 FAST_XLA_FLAGS = {"--xla_cpu_multi_thread_eigen": "false"}
 # What TensorFlow prints while it starts that is not worth a user's attention.

@@ -44,22 +44,40 @@ def test_one_training_step_lowers_the_batch_loss(prepared_dir):
     assert float(second) < float(first)
 
 
-def _dots(hlo: str) -> list[str]:
-    return [line.split(", metadata=")[0].strip() for line in hlo.splitlines() if " dot(" in line]
+def _dots(hlo: str) -> list[tuple[str, str]]:
+    """(computation, dot) for every dot of an optimized HLO module."""
+    found, computation = [], ""
+    for line in hlo.splitlines():
+        if line and not line.startswith(" ") and "{" in line:
+            computation = line.split()[1] if line.startswith("ENTRY") else line.split()[0]
+        elif " dot(" in line:
+            found.append((computation, line.split(", metadata=")[0].strip()))
+    return found
 
 
-def test_every_matmul_the_epoch_and_validation_compile_is_a_plain_one(prepared_dir):
-    """Only (rows x k) @ (k x cols) dots, with no batch or transposed dimension: the form digits.runtime's
-    flags send to XLA's own GEMM, the same bits on every CPU. Any other form goes to Eigen or oneDNN."""
+def _library_computations(hlo: str) -> set[str]:
+    """The computations that XLA's YNNPACK fusions call: their dots run in YNNPACK."""
+    return {line.split("calls=")[1].split(",")[0] for line in hlo.splitlines() if "= " in line and "%ynn_fusion" in line.split("= ")[0] and "calls=" in line}
+
+
+def test_every_matmul_the_epoch_and_validation_compile_runs_in_ynnpack_or_xlas_gemm(prepared_dir):
+    """Each dot is inside a YNNPACK fusion, or a plain (rows x k) @ (k x cols) one for XLA's own GEMM: the two
+    paths digits.runtime's flags choose, with the same bits on every CPU. Any other dot goes to Eigen."""
     train = load_split("train", prepared_dir)
     trainer, _ = _trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
     images, labels = trainer.resident_tensors(train)
     epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(stage="optimized_hlo")
     validation = trainer._evaluate.experimental_get_compiler_ir(images, labels)(stage="optimized_hlo")
-    dots = _dots(epoch) + _dots(validation)
     assert len(_dots(epoch)) >= 3 * 3 - 1 + 2 and len(_dots(validation)) == 3  # each layer's 3 matmuls (the first layer's input gradient is unused), the blur's 2
-    for dot in dots:
-        assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dot and "batch_dims" not in dot, dot
+    in_ynnpack = 0
+    for hlo in (epoch, validation):
+        library = _library_computations(hlo)
+        for computation, dot in _dots(hlo):
+            if computation in library:
+                in_ynnpack += 1
+            else:
+                assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dot and "batch_dims" not in dot, dot
+    assert in_ynnpack >= 3 * 3 - 1 + 3  # every layer's matmuls: the speed of the same bits
     assert "custom-call" not in epoch + validation
 
 
