@@ -53,6 +53,20 @@ def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
     return tf.matmul(inputs, weight), gradient
 
 
+def activate(name: str, pre_activation: tf.Tensor) -> tf.Tensor:
+    """A hidden layer's activation, kept out of the matmul's YNNPACK fusion, with NaN passed on as NaN.
+
+    XLA would fuse the bias add and the activation into the YNNPACK call
+    that computes the matmul. YNNPACK's ``max`` turns NaN into 0, so a
+    layer gone NaN would look healthy to the divergence guard while the
+    weights filled with NaN, and its ``exp`` and ``tanh`` are its own
+    approximations. Asking whether the pre-activation is NaN gives it a
+    second user, which ends the fusion at the bias add: XLA computes the
+    activation itself, and a NaN comes out as NaN.
+    """
+    return tf.where(tf.math.is_nan(pre_activation), pre_activation, ACTIVATIONS[name](pre_activation))
+
+
 class Mlp(tf.Module):
     """A fully connected network over explicit Variables, e.g. 784-256-128-10."""
 
@@ -78,7 +92,6 @@ class Mlp(tf.Module):
         (the pixels for i = 0, a hidden activation after): training passes
         dropout here; evaluation and the exported model pass nothing.
         """
-        activation = ACTIVATIONS[self.activation]
         hidden = images
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -86,7 +99,7 @@ class Mlp(tf.Module):
                 hidden = layer_input(hidden, i)
             hidden = dense(hidden, weight) + bias
             if i < last:
-                hidden = activation(hidden)
+                hidden = activate(self.activation, hidden)
         return hidden
 
     def count_parameters(self) -> int:

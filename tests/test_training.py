@@ -3,6 +3,8 @@ and mirrored training on two CPU devices follows single-device training."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -44,40 +46,58 @@ def test_one_training_step_lowers_the_batch_loss(prepared_dir):
     assert float(second) < float(first)
 
 
-def _dots(hlo: str) -> list[tuple[str, str]]:
-    """(computation, dot) for every dot of an optimized HLO module."""
-    found, computation = [], ""
+def _computations(hlo: str) -> dict[str, list[str]]:
+    """Each computation of an optimized HLO module (name -> its instruction lines)."""
+    computations, name = {}, ""
     for line in hlo.splitlines():
-        if line and not line.startswith(" ") and "{" in line:
-            computation = line.split()[1] if line.startswith("ENTRY") else line.split()[0]
-        elif " dot(" in line:
-            found.append((computation, line.split(", metadata=")[0].strip()))
-    return found
+        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+            name = line.split()[1] if line.startswith("ENTRY") else line.split()[0]
+            computations[name] = []
+        elif line.startswith("  ") and " = " in line:
+            computations[name].append(line.strip())
+    return computations
 
 
-def _library_computations(hlo: str) -> set[str]:
-    """The computations that XLA's YNNPACK fusions call: their dots run in YNNPACK."""
-    return {line.split("calls=")[1].split(",")[0] for line in hlo.splitlines() if "= " in line and "%ynn_fusion" in line.split("= ")[0] and "calls=" in line}
+def _opcode(instruction: str) -> str:
+    """'dot' for '%x = f32[2,3]{1,0} dot(%a, %b), ...'."""
+    return re.search(r" ([a-z][a-z0-9-]*)\(", instruction.split(" = ", 1)[1]).group(1)
 
 
-def test_every_matmul_the_epoch_and_validation_compile_runs_in_ynnpack_or_xlas_gemm(prepared_dir):
-    """Each dot is inside a YNNPACK fusion, or a plain (rows x k) @ (k x cols) one for XLA's own GEMM: the two
-    paths digits.runtime's flags choose, with the same bits on every CPU. Any other dot goes to Eigen."""
+def _library_computations(computations: dict[str, list[str]]) -> set[str]:
+    """The computations that XLA's YNNPACK fusions call."""
+    return {line.split("calls=")[1].split(",")[0] for lines in computations.values() for line in lines
+            if line.startswith("%ynn_fusion") and "calls=" in line}
+
+
+# What may run inside YNNPACK: its matmul and exactly rounded IEEE arithmetic (the bias add, the optimizer's
+# and the blur's multiply-adds), the same bits everywhere. Not its max (NaN becomes 0) nor its exp, tanh or
+# logistic (its own approximations): digits.model.activate keeps the activations out.
+YNNPACK_OPCODES = {"parameter", "dot", "add", "subtract", "multiply", "negate", "broadcast", "constant"}
+
+
+def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnpack(prepared_dir):
+    """Each dot of the epoch and of validation is inside a YNNPACK fusion, or a plain (rows x k) @ (k x cols) one
+    for XLA's own GEMM: the two paths digits.runtime's flags choose, with the same bits on every CPU (any
+    other dot goes to Eigen). And no activation, exp or max has been fused into YNNPACK with them."""
     train = load_split("train", prepared_dir)
     trainer, _ = _trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
     images, labels = trainer.resident_tensors(train)
     epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(stage="optimized_hlo")
     validation = trainer._evaluate.experimental_get_compiler_ir(images, labels)(stage="optimized_hlo")
-    assert len(_dots(epoch)) >= 3 * 3 - 1 + 2 and len(_dots(validation)) == 3  # each layer's 3 matmuls (the first layer's input gradient is unused), the blur's 2
-    in_ynnpack = 0
+    dots_in_ynnpack, dots_elsewhere = [], []
     for hlo in (epoch, validation):
-        library = _library_computations(hlo)
-        for computation, dot in _dots(hlo):
-            if computation in library:
-                in_ynnpack += 1
-            else:
-                assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dot and "batch_dims" not in dot, dot
-    assert in_ynnpack >= 3 * 3 - 1 + 3  # every layer's matmuls: the speed of the same bits
+        computations = _computations(hlo)
+        library = _library_computations(computations)
+        for name, lines in computations.items():
+            for line in lines:
+                if name in library:
+                    assert _opcode(line) in YNNPACK_OPCODES, line
+                if _opcode(line) == "dot":
+                    (dots_in_ynnpack if name in library else dots_elsewhere).append(line)
+    assert len(dots_in_ynnpack) + len(dots_elsewhere) == (3 * 3 - 1 + 2) + 3  # each layer's 3 matmuls (the first layer's input gradient is unused), the blur's 2; validation's 3
+    for dot in dots_elsewhere:
+        assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dot and "batch_dims" not in dot, dot
+    assert len(dots_in_ynnpack) == 13, dots_elsewhere  # today all of them: the speed of the same bits
     assert "custom-call" not in epoch + validation
 
 
