@@ -26,8 +26,10 @@ plots-template: $(VENV)/.installed
 repro: setup
 	$(RUN) $(BIN)/dvc repro
 
+# Two workers (pytest-xdist): most tests wait on a stage's start-up or an emulated CPU, one core each.
+TEST_WORKERS ?= 2
 test: setup
-	$(RUN) $(BIN)/python -m pytest
+	$(RUN) $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The speed benchmark against JAX and Keras fit; JAX comes from its own pinned file.
 bench: setup $(VENV)/.bench-installed

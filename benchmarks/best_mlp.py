@@ -6,7 +6,7 @@ wall time, the weights digest (equal digests = bit-identical runs), the test
 accuracy, and the same net's seconds per epoch with augmentation and
 dropout off and on. The last line is ``best_test_accuracy=<float>``.
 
-    python benchmarks/best_mlp.py                      # the recipe as in docs/results.md (about 40 min)
+    python benchmarks/best_mlp.py                      # the recipe as in docs/results.md (about 20 min)
     python benchmarks/best_mlp.py -S train.shuffle_seed=8 -S model.init_seed=2   # another seed pair
     python benchmarks/best_mlp.py --kill-at-epoch 120  # kill -9 the train stage after epoch 120, rerun it, compare
     python benchmarks/best_mlp.py --workdir runs/a --skip-speed

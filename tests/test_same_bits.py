@@ -36,9 +36,11 @@ def test_digests_name_every_file_of_a_directory_and_differences_name_the_run_and
 
 
 @pytest.mark.skipif(not same_bits.qemu_available(), reason="qemu-x86_64 is not installed (Debian: apt-get install qemu-user)")
-def test_an_amd_and_an_intel_cpu_emulated_give_the_native_bits():
-    runs = same_bits.planned_runs([2], ["EPYC-Rome", "Haswell-v4"])
+def test_an_emulated_cpu_of_another_maker_and_generation_gives_the_native_bits():
+    """Natively this is an AVX-512 machine (AMD Zen 4 here); emulated Haswell is an Intel AVX2 CPU with other cache
+    sizes, the one on which Eigen's transposed matmul gave other bits. tools/same_bits.py runs three emulated CPUs."""
+    runs = same_bits.planned_runs([2], ["Haswell-v4"])
     results = same_bits.compare(runs, jobs=2, **TINY)
-    assert set(results) == {"native-2-threads", "qemu-EPYC-Rome", "qemu-Haswell-v4"}
+    assert set(results) == {"native-2-threads", "qemu-Haswell-v4"}
     assert same_bits.differences(results) == [], results
     assert all(len(digests) == len(same_bits.OUTPUTS) for digests in results.values())
