@@ -31,7 +31,6 @@ from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
 
 
-
 def is_identity(settings: AugmentParams) -> bool:
     """True when every strength is zero: training skips augmentation altogether."""
     return not any((settings.rotation, settings.scale, settings.shift, settings.shear, settings.elastic_alpha))

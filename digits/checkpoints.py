@@ -78,7 +78,7 @@ class History:
     @property
     def kept_row(self) -> dict[str, float]:
         """The figures of the kept epoch, whose weights the model holds: what metrics/train.json reports."""
-        return next(row for row in self.as_dicts() if row["epoch"] == self.kept_epoch)
+        return next(row for row in self.rows if row.epoch == self.kept_epoch)._asdict()
 
 
 def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int, run_fingerprint: str, history: History) -> None:

@@ -184,4 +184,3 @@ def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, ste
     if params.optimizer == "momentum":
         return Momentum(variables, schedule, momentum=params.momentum, nesterov=params.nesterov, weight_decay=params.weight_decay)
     return OPTIMIZERS[params.optimizer](variables, schedule, weight_decay=params.weight_decay)
-

@@ -90,9 +90,10 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
         library = _library_computations(computations)
         for name, lines in computations.items():
             for line in lines:
+                opcode = _opcode(line)
                 if name in library:
-                    assert _opcode(line) in YNNPACK_OPCODES, line
-                if _opcode(line) == "dot":
+                    assert opcode in YNNPACK_OPCODES, line
+                if opcode == "dot":
                     (dots_in_ynnpack if name in library else dots_elsewhere).append(line)
     assert len(dots_in_ynnpack) + len(dots_elsewhere) == (3 * 3 - 1 + 2) + 3  # each layer's 3 matmuls (the first layer's input gradient is unused), the blur's 2; validation's 3
     for dot in dots_elsewhere:
