@@ -2,7 +2,8 @@
 
 After every epoch ``train`` writes models/checkpoint.npz (a ``persist``
 output): the weights, the optimizer's state, the epoch, the history of
-every epoch so far, and with ``train.keep: best`` the best epoch's weights.
+every epoch so far, with ``train.ema_decay`` the weight average
+(digits.averaging), and with ``train.keep: best`` the best epoch's weights.
 A checkpoint resumes only the run that made it (the same ``fingerprint`` of
 its params) and only after its headers and values pass every check
 (digits.artifacts); anything else is reported and the run starts afresh,
@@ -81,10 +82,12 @@ class History:
         return next(row for row in self.rows if row.epoch == self.kept_epoch)._asdict()
 
 
-def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int, run_fingerprint: str, history: History) -> None:
+def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, average: Mlp | None = None, epoch: int, run_fingerprint: str,
+                    history: History) -> None:
     save_npz(path, {
         **{f"model/{k}": v for k, v in model.get_arrays().items()},
         **{f"optimizer/{k}": v for k, v in optimizer.state_arrays().items()},
+        **{f"average/{k}": v for k, v in (average.get_arrays() if average is not None else {}).items()},
         "epoch": np.array(epoch, np.int64),
         "fingerprint": np.array(run_fingerprint),
         "history": np.array(history.rows, np.float64).reshape(-1, len(HISTORY_COLUMNS)),
@@ -93,7 +96,7 @@ def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, epoch: int,
     })
 
 
-def checkpoint_spec(model: Mlp, optimizer: Optimizer) -> dict[str, ArraySpec]:
+def checkpoint_spec(model: Mlp, optimizer: Optimizer, *, averaged: bool = False) -> dict[str, ArraySpec]:
     """What a checkpoint of this model and optimizer holds (``save_checkpoint``); the ``best/`` weights are there only for keep: best."""
     def spec(array: np.ndarray) -> ArraySpec:
         return ArraySpec(array.dtype.name, array.shape)
@@ -102,6 +105,7 @@ def checkpoint_spec(model: Mlp, optimizer: Optimizer) -> dict[str, ArraySpec]:
     return {
         **{f"model/{name}": value for name, value in weights.items()},
         **{f"optimizer/{name}": spec(array) for name, array in optimizer.state_arrays().items()},
+        **({f"average/{name}": value for name, value in weights.items()} if averaged else {}),
         "epoch": ArraySpec("int64", ()),
         "fingerprint": ArraySpec("str", ()),
         "history": ArraySpec("float64", ("epochs", len(HISTORY_COLUMNS))),
@@ -110,7 +114,8 @@ def checkpoint_spec(model: Mlp, optimizer: Optimizer) -> dict[str, ArraySpec]:
     }
 
 
-def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fingerprint: str, epochs: int, log: Callable[[str], None]) -> tuple[int, History]:
+def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, average: Mlp | None = None, run_fingerprint: str, epochs: int,
+                       log: Callable[[str], None]) -> tuple[int, History]:
     """(epochs already done, their history) from ``path`` if it belongs to this run, else (0, empty).
 
     A checkpoint is only ever a shortcut: one that is damaged, crafted or of
@@ -119,7 +124,7 @@ def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fing
     """
     if not path.exists() and not path.is_symlink():
         return 0, History()
-    expected = checkpoint_spec(model, optimizer)
+    expected = checkpoint_spec(model, optimizer, averaged=average is not None)
     try:
         # first the fingerprint alone: another run's checkpoint holds other shapes, and that is not damage
         fingerprint_header = {name: header for name, header in npz_headers(path).items() if name == "fingerprint"}
@@ -142,6 +147,8 @@ def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, run_fing
 
     model.set_arrays(section("model/"))
     optimizer.load_state_arrays(section("optimizer/"))
+    if average is not None:
+        average.set_arrays(section("average/"))
     log(f"train: resuming from {path} after epoch {done} of {epochs}")
     records = [EpochRecord(int(row[0]), *map(float, row[1:])) for row in history_rows]
     return done, History(records, best_weights=section("best/") or None)

@@ -9,6 +9,7 @@ user never has to read a traceback to learn that a key is misspelt.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -70,14 +71,19 @@ def restore_hint() -> str:
 
 
 def removed_outputs(stage: str, dvc_yaml: Path) -> tuple[list[str], list[str]]:
-    """(outputs kept in git, outputs kept in DVC's cache) that DVC removes before running ``stage``."""
+    """(outputs kept in git, outputs kept in DVC's cache) that DVC removes before running ``stage``.
+
+    A stage of a one-key ``matrix`` (``train_member@3``) is its definition with ``${item.<key>}`` set to the value after the @.
+    """
+    name, _, value = stage.partition("@")
     try:
-        definition = yaml.safe_load(dvc_yaml.read_text())["stages"][stage]
+        definition = yaml.safe_load(dvc_yaml.read_text())["stages"][name]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return [], []
     in_git, in_cache = [], []
     for entry in [*definition.get("outs", []), *definition.get("metrics", []), *definition.get("plots", [])]:
         path, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+        path = re.sub(r"\$\{item\.\w+\}", value, str(path)) if value else path
         options = options or {}
         if options.get("persist", False):
             continue

@@ -4,6 +4,9 @@ The SavedModel wraps the same explicit Variables in a tf.Module whose
 ``serving_default`` signature takes a batch of 28x28 uint8 images (0-255,
 light digit on dark, as MNIST) and returns class probabilities. The pixel
 scaling is baked in, so a user needs nothing but ``tf.saved_model.load``.
+With test-time augmentation views (``tta.export``) the probabilities are
+the average over the image and those views (digits.tta), at 1 + len(views)
+times the cost; without, the serving function is the plain forward pass.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from digits.runtime import tf
 from digits.artifacts import atomic_path, write_error
 from digits.idx import IMAGE_PIXELS, IMAGE_SIDE
 from digits.model import Mlp
+from digits.params import TtaView
+from digits.tta import averaged_probabilities
 
 
 # Where the export's names start: far above what a training run reaches (about 25 a epoch: a 20-epoch run
@@ -27,23 +32,25 @@ EXPORT_UID = 1 << 21
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model: Mlp, *, scale: list[float] | tuple[float, float]) -> None:
+    def __init__(self, model: Mlp, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()) -> None:
         super().__init__(name="digits")
-        self.model = model
+        self.model, self.views, self.background = model, tuple(views), float(scale[0])
         self.scale_low = tf.constant(float(scale[0]))
         self.scale_step = tf.constant((float(scale[1]) - float(scale[0])) / 255.0)
 
     @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIDE, IMAGE_SIDE], tf.uint8, name="images")])
     def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         flat = tf.reshape(tf.cast(images, tf.float32), [-1, IMAGE_PIXELS])
-        logits = self.model(flat * self.scale_step + self.scale_low)
-        return {"probabilities": tf.nn.softmax(logits)}
+        scaled = flat * self.scale_step + self.scale_low
+        if self.views:
+            return {"probabilities": averaged_probabilities(self.model, scaled, self.views, background=self.background)}
+        return {"probabilities": tf.nn.softmax(self.model(scaled))}
 
 
-def export_saved_model(model: Mlp, path: Path | str, *, scale: list[float] | tuple[float, float]) -> None:
-    """Write the SavedModel directory atomically (temporary directory, then rename)."""
+def export_saved_model(model: Mlp, path: Path | str, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()) -> None:
+    """Write the SavedModel directory atomically (temporary directory, then rename); ``views``: test-time augmentation baked in."""
     start_names_at(EXPORT_UID)
-    module = ServingModule(model, scale=scale)
+    module = ServingModule(model, scale=scale, views=views)
     with atomic_path(path) as temporary:
         try:
             tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve})

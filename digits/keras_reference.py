@@ -110,11 +110,13 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def keras_optimizer(params: TrainParams, *, steps: int) -> keras.optimizers.Optimizer:
     """The Keras optimizer equivalent to digits.optimizers.make_optimizer, on the same learning-rate schedule."""
     lr = KerasSchedule(learning_rate(params, steps_per_epoch=steps))
+    # Keras' own weight average: a fixed decay from the first step (digits.averaging ramps it up), swapped in when fit() ends
+    averaging = {"use_ema": True, "ema_momentum": params.ema_decay} if params.ema_decay > 0 else {}
     if params.optimizer == "momentum":
-        return keras.optimizers.SGD(lr, momentum=params.momentum, nesterov=params.nesterov)
+        return keras.optimizers.SGD(lr, momentum=params.momentum, nesterov=params.nesterov, **averaging)
     if params.weight_decay and decoupled_weight_decay(params.optimizer):
-        return keras.optimizers.AdamW(lr, weight_decay=params.weight_decay)
-    return {"sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[params.optimizer](lr)
+        return keras.optimizers.AdamW(lr, weight_decay=params.weight_decay, **averaging)
+    return {"sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[params.optimizer](lr, **averaging)
 
 
 def keras_loss(name: str) -> keras.losses.Loss:

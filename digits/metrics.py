@@ -22,8 +22,16 @@ _softmax = tf.function(tf.nn.softmax, jit_compile=True)
 _log_softmax = tf.function(tf.nn.log_softmax, jit_compile=True)
 
 
+_log = tf.function(lambda probabilities: tf.math.log(tf.maximum(probabilities, np.finfo(np.float32).tiny)), jit_compile=True)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     return _softmax(np.asarray(logits, np.float32)).numpy()
+
+
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """log(p), floored at the smallest float32: logits whose softmax is ``probabilities``, for ``classification_metrics``."""
+    return _log(np.asarray(probabilities, np.float32)).numpy()
 
 
 def cross_entropy(labels: np.ndarray, logits: np.ndarray) -> float:

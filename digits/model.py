@@ -125,17 +125,6 @@ def predict_logits(model: Mlp, images: np.ndarray) -> np.ndarray:
     return np.concatenate([forward(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
 
 
-def plain_copy(model: Mlp) -> Mlp:
-    """The same network on ordinary Variables (call outside any strategy scope).
-
-    What gets exported, so that a SavedModel does not depend on the strategy
-    (or devices) that trained it.
-    """
-    copy = Mlp(model.layer_sizes, activation=model.activation, name=model.name)
-    copy.set_arrays(model.get_arrays())
-    return copy
-
-
 def weights_digest(model: Mlp) -> str:
     """A short hash of every weight's bytes: equal digests mean bit-identical networks (e.g. on every worker)."""
     digest = hashlib.sha256()

@@ -14,7 +14,7 @@ import re
 import reprlib
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -104,6 +104,7 @@ class TrainParams(Section):
     dropout_seed: Seed
     keep: Literal["last", "best"]
     patience: PositiveInt | None
+    ema_decay: Rate  # 0 = off
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainParams:
@@ -137,6 +138,33 @@ class EvaluateParams(Section):
     misclassified_shown: Annotated[int, Field(ge=1, le=400)]
 
 
+class TtaView(Section):
+    """One fixed distortion that test-time augmentation adds (digits.tta); a key left out is no change."""
+
+    rotation: Annotated[float, Field(ge=-180, le=180)] = 0.0  # degrees, counter-clockwise
+    scale: Annotated[float, Field(gt=0.5, lt=2)] = 1.0  # zoom factor
+    shift: list[Annotated[float, Field(ge=-14, le=14)]] = Field(default=[0.0, 0.0], min_length=2, max_length=2)  # pixels, [x, y]
+
+
+class TtaParams(Section):
+    """Test-time augmentation: evaluate's prediction averages the image and these views; export bakes them into the SavedModel."""
+
+    views: list[TtaView] = Field(max_length=64)
+    export: bool
+
+
+class CommitteeParams(Section):
+    """More networks beside the pipeline's, each with every seed moved by its number (digits.committee)."""
+
+    members: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(max_length=64)
+
+    @model_validator(mode="after")
+    def _members_differ(self) -> CommitteeParams:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError(f"members = {_EXCERPT.repr(self.members)}: each member once (a member's number moves its seeds)")
+        return self
+
+
 class Params(Section):
     data: DataParams
     model: ModelParams
@@ -144,6 +172,8 @@ class Params(Section):
     hardware: HardwareParams
     augment: AugmentParams
     evaluate: EvaluateParams
+    tta: TtaParams
+    committee: CommitteeParams
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> Params:
@@ -163,13 +193,13 @@ def training_memory_bytes(params: Params, *, input_size: int = 784, num_classes:
     """A lower bound on the memory the train stage needs for ``params``: float32 copies of every parameter.
 
     The weights, their gradient, the optimizer's slots (1 for momentum and
-    RMSprop, 2 for Adam), the best epoch's weights (keep: best), and the two
+    RMSprop, 2 for Adam), the weight average (ema_decay), the best epoch's weights (keep: best), and the two
     copies saving a checkpoint makes (numpy arrays, the serialised file); plus
     one batch's activations forward and back.
     """
     layers = [input_size, *params.model.hidden, num_classes]
     slots = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}[params.train.optimizer]
-    copies = 2 + slots + (params.train.keep == "best") + 2
+    copies = 2 + slots + (params.train.ema_decay > 0) + (params.train.keep == "best") + 2
     return 4 * (copies * parameter_count(layers) + 2 * params.train.batch_size * sum(layers))
 
 
@@ -252,6 +282,8 @@ def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
             return f"{key}: renamed {MOVED_KEYS[key]} (move it to the {MOVED_KEYS[key].split('.')[0]} section)"
         if len(loc) == 1:
             return f"{key}: unknown section (allowed: {', '.join(section_keys)})"
+        if len(loc) > 2:  # inside a list item, such as tta.views.0
+            return f"{key}: unknown key (allowed in {'.'.join(loc[:-1])}: {', '.join(_item_fields(loc))})"
         return f"{key}: unknown key (allowed in {loc[0]}: {', '.join(section_keys[loc[0]])})"
     if error["type"] == "missing":
         return f"{key}: missing"
@@ -262,10 +294,21 @@ def _describe(error: dict, section_keys: dict[str, list[str]]) -> str:
     return f"{key} = {_EXCERPT.repr(error.get('input'))}: {message}"
 
 
+def _item_fields(loc: list[str]) -> list[str]:
+    """The keys allowed where ``loc`` points: the fields of the section model holding it, e.g. TtaView's for tta.views.0.zoom."""
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        if part.isdigit():
+            continue
+        annotation = model.model_fields[part].annotation
+        model = next(arg for arg in (annotation, *get_args(annotation)) if isinstance(arg, type) and issubclass(arg, BaseModel))
+    return list(model.model_fields)
+
+
 def parse_params(raw: object, *, source: str = "params.yaml") -> Params:
     """Validate an already-loaded params mapping; raise one ParamsError listing every problem."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, hardware, augment, evaluate), got {type(raw).__name__}")
+        raise ParamsError(f"{source}: expected a mapping of sections (data, model, train, hardware, augment, evaluate, tta, committee), got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as error:

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from digits.runtime import tf
 from digits.augment import augment, is_identity
+from digits.averaging import WeightAverage
 from digits.checkpoints import EpochRecord, History, restore_checkpoint, save_checkpoint
 from digits.data import Split, steps_per_epoch
 from digits.distribute import chiefs_value, variable_scope
@@ -128,9 +129,9 @@ class Trainer:
     """Compiled train epoch and evaluation for one model, optimizer and loss."""
 
     def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int,
-                 regularization: Regularization = Regularization()) -> None:
+                 regularization: Regularization = Regularization(), average: WeightAverage | None = None) -> None:
         self.model, self.optimizer, self.loss, self.batch_size = model, optimizer, loss, batch_size
-        self.regularization = regularization
+        self.regularization, self.average = regularization, average
         per_example_loss(loss, tf.zeros([1, 1]), tf.zeros([1, 1]))  # reject an unknown loss now, not mid-trace
         pixels, classes = model.layer_sizes[0], model.layer_sizes[-1]
         images_spec = tf.TensorSpec([None, pixels], tf.float32)
@@ -184,11 +185,27 @@ class Trainer:
         return logits, per_example_loss(self.loss, smooth_labels(labels, settings.label_smoothing), logits)
 
     def update(self, gradients: list[tf.Tensor]) -> None:
-        """The optimizer's in-place step, then the max-norm constraint if set."""
+        """The optimizer's in-place step, then the max-norm constraint if set, then the weight average if kept."""
         self.optimizer.apply(gradients, self.model.parameters)
         if self.regularization.max_norm is not None:
             for weight in self.model.weights:
                 weight.assign(max_norm(weight, self.regularization.max_norm))
+        if self.average is not None:
+            self.average.update(self.model.parameters, updates=self.optimizer.iterations - 1)
+
+    @property
+    def result_model(self) -> Mlp:
+        """The network a run produces: the weight average when ``train.ema_decay`` is on, else the trained weights.
+
+        It is what validation measures, what ``train.keep: best`` compares and what is saved.
+        """
+        return self.model if self.average is None else self.average.model
+
+    @property
+    def state(self) -> list[tf.Variable]:
+        """Every Variable a run's state is made of: weights, optimizer state and the weight average."""
+        averaged = [] if self.average is None else self.average.model.parameters
+        return [*self.model.parameters, *self.optimizer.variables, *averaged]
 
     def _epoch_graph(self, images, labels, order, epoch):
         size = tf.size(order)
@@ -226,7 +243,7 @@ class Trainer:
         return EpochResult(float(loss), float(accuracy), int(step), float(bad_loss))
 
     def _evaluate_graph(self, images, labels):
-        logits = self.model(images)
+        logits = self.result_model(images)
         return tf.reduce_sum(per_example_loss(self.loss, labels, logits)), count_correct(labels, logits)
 
     def agree_on_start(self, start: int) -> int:
@@ -255,8 +272,8 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, model: Mlp, optimizer: Optimizer, *, loss: str, batch_size: int, strategy: tf.distribute.Strategy,
-                 regularization: Regularization = Regularization()) -> None:
-        super().__init__(model, optimizer, loss=loss, batch_size=batch_size, regularization=regularization)
+                 regularization: Regularization = Regularization(), average: WeightAverage | None = None) -> None:
+        super().__init__(model, optimizer, loss=loss, batch_size=batch_size, regularization=regularization, average=average)
         self.strategy = strategy
         self._distributed_epoch = tf.function(self._distributed_epoch_graph)
         self._broadcast = tf.function(self._broadcast_graph)
@@ -308,7 +325,7 @@ class DistributedTrainer(Trainer):
         return EpochResult(float(loss), float(accuracy), int(step), float(bad_loss))
 
     def _broadcast_graph(self, start):
-        state = [*self.model.parameters, *self.optimizer.variables]
+        state = self.state
 
         def take_the_chiefs(start):
             for variable in state:
@@ -337,7 +354,8 @@ def build_trainer(model_params: ModelParams, train_params: TrainParams, *, input
     with variable_scope(strategy):
         model = build_model(model_params, input_size=input_size)
         optimizer = make_optimizer(train_params, model.parameters, steps_per_epoch=steps_per_epoch(train_size, train_params.batch_size))
-    settings = {"loss": train_params.loss, "batch_size": train_params.batch_size, "regularization": regularization}
+        average = WeightAverage(model, decay=train_params.ema_decay) if train_params.ema_decay > 0 else None
+    settings = {"loss": train_params.loss, "batch_size": train_params.batch_size, "regularization": regularization, "average": average}
     if strategy is None:
         return Trainer(model, optimizer, **settings)
     return DistributedTrainer(model, optimizer, strategy=strategy, **settings)
@@ -396,7 +414,7 @@ def fit(
     epochs, keep, patience = settings.epochs, settings.keep, settings.patience
     start, history = 0, History()
     if checkpoint is not None:
-        start, history = restore_checkpoint(checkpoint.path, model=trainer.model, optimizer=trainer.optimizer,
+        start, history = restore_checkpoint(checkpoint.path, model=trainer.model, optimizer=trainer.optimizer, average=averaged(trainer),
                                             run_fingerprint=checkpoint.run_fingerprint, epochs=epochs, log=log)
     start = trainer.agree_on_start(start)
     if history.rows and after_epoch is not None:
@@ -413,10 +431,10 @@ def fit(
             history.append(EpochRecord(epoch, result.loss, result.accuracy, val_loss, val_accuracy))
             history.keep(keep)
             if keep == "best" and history.best_epoch == epoch:
-                history.best_weights = trainer.model.get_arrays()
+                history.best_weights = trainer.result_model.get_arrays()
             history.stopped_early = patience is not None and epoch < epochs and epoch - history.best_epoch >= patience
             if checkpoint is not None:
-                save_checkpoint(checkpoint.path, model=trainer.model, optimizer=trainer.optimizer, epoch=epoch,
+                save_checkpoint(checkpoint.path, model=trainer.model, optimizer=trainer.optimizer, average=averaged(trainer), epoch=epoch,
                                 run_fingerprint=checkpoint.run_fingerprint, history=history)
             if after_epoch is not None:
                 after_epoch(history)
@@ -429,4 +447,11 @@ def fit(
                 break
     if keep == "best":
         trainer.model.set_arrays(history.best_weights)
+    elif trainer.average is not None:
+        trainer.model.set_arrays(trainer.average.model.get_arrays())
     return history
+
+
+def averaged(trainer: Trainer) -> Mlp | None:
+    """The weight average a checkpoint carries, if the run keeps one."""
+    return None if trainer.average is None else trainer.average.model

@@ -1,7 +1,10 @@
 """Stage 3: score the trained weights on the untouched test set.
 
-Writes metrics/evaluate.json (accuracy, loss, errors, per-class accuracy,
-precision and recall), plots/confusion.csv (actual vs predicted, one row per
+The prediction is the network's softmax, or with ``tta.views`` its average
+over the image and those fixed distortions (digits.tta). Writes
+metrics/evaluate.json (accuracy, loss, errors, per-class accuracy,
+precision and recall of that prediction; with views, the plain network's
+accuracy, loss and errors beside them under ``plain``), plots/confusion.csv (actual vs predicted, one row per
 test image, for DVC's confusion template), plots/confusion_errors.csv (the
 same rows for the misclassified images alone: with ~1,000 correct per digit
 on the diagonal, the errors are invisible in the full matrix's colour scale)
@@ -21,6 +24,7 @@ from digits.metrics import classification_metrics, softmax
 from digits.model import load_weights, predict_logits
 from digits.params import load_params
 from digits.plots import draw_misclassified_grid
+from digits.tta import tta_logits
 
 WEIGHTS = Path("models/weights.npz")
 METRICS = Path("metrics/evaluate.json")
@@ -30,7 +34,8 @@ MISCLASSIFIED = Path("plots/misclassified.png")
 
 
 def main() -> None:
-    params = load_params().evaluate
+    all_params = load_params()
+    params, views = all_params.evaluate, all_params.tta.views
 
     # Model and test data (and outputs that could be written)
     check_writable(METRICS, CONFUSION, CONFUSION_ERRORS, MISCLASSIFIED)
@@ -39,9 +44,13 @@ def main() -> None:
     if test.images.shape[1] != model.layer_sizes[0]:
         raise PipelineError(f"data/prepared/test.npz has {test.images.shape[1]} pixels per image but {WEIGHTS} expects {model.layer_sizes[0]}")
 
-    # Score
+    # Score: the plain network, and its test-time augmented prediction if asked for
     logits = predict_logits(model, test.images)
     metrics = classification_metrics(test.classes, logits)
+    if views:
+        plain = {key: metrics[key] for key in ("accuracy", "loss", "errors")}
+        logits = tta_logits(model, test.images, views, background=all_params.data.scale[0])
+        metrics = {**classification_metrics(test.classes, logits), "tta_views": len(views), "plain": plain}
     predictions = logits.argmax(axis=1)
 
     # Write metrics and plots
@@ -51,7 +60,8 @@ def main() -> None:
     write_csv(CONFUSION_ERRORS, ("actual", "predicted"), [(actual, predicted) for actual, predicted in pairs if actual != predicted])
     shown = draw_misclassified_grid(MISCLASSIFIED, images=test.images, labels=test.classes, probabilities=softmax(logits),
                                     count=params.misclassified_shown)
-    print(f"evaluate: accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, {metrics['errors']} errors "
+    with_views = f" (test-time augmented over {len(views)} views; plain network: {metrics['plain']['accuracy']:.4f})" if views else ""
+    print(f"evaluate: accuracy {metrics['accuracy']:.4f}{with_views}, loss {metrics['loss']:.4f}, {metrics['errors']} errors "
           f"of {metrics['examples']}; {shown} shown in {MISCLASSIFIED}")
 
 

@@ -2,18 +2,22 @@
 
 Reads ``model`` and ``train`` params, builds the network (digits.model) and
 optimizer (digits.optimizers), runs the compiled GradientTape loop
-(digits.training), and writes the raw weights, the SavedModel, the
-per-epoch curves and metrics/train.json (those two after every epoch,
+(digits.training), and writes the raw weights (the export stage turns
+them into the SavedModel), the per-epoch curves and metrics/train.json (those two after every epoch,
 so a running experiment shows its progress). A checkpoint after every epoch
 (models/checkpoint.npz, a ``persist`` output) lets a killed run resume.
 
 With ``hardware.distribute`` set, the same loop runs under a tf.distribute
 strategy (digits.distribute); in a multi-worker cluster every worker runs
 this stage, and only the chief's files land in models/, metrics/, plots/.
+
+``--member K`` trains committee member K instead (digits.committee): the
+same recipe with every seed moved by K, written under members/K/.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -26,18 +30,17 @@ from digits.runtime import tf  # before any other TensorFlow import: quiet start
 from digits.artifacts import check_writable, write_csv, write_json
 from digits.augment import augment, is_identity
 from digits.checkpoints import HISTORY_COLUMNS, History, fingerprint
+from digits.committee import member_params, member_root
 from digits.data import Split, load_split
 from digits.distribute import check_same_run, describe, make_strategy, output_root
-from digits.errors import run_main
-from digits.export import export_saved_model
-from digits.model import plain_copy, save_weights, weights_digest
+from digits.errors import PipelineError, run_main
+from digits.model import save_weights, weights_digest
 from digits.params import AugmentParams, load_params
 from digits.plots import draw_augmented_grid
 from digits.training import Checkpointing, Regularization, build_trainer, fit
 
 MODELS_DIR = Path("models")
 WEIGHTS = MODELS_DIR / "weights.npz"
-SAVED_MODEL = MODELS_DIR / "saved_model"
 CHECKPOINT = MODELS_DIR / "checkpoint.npz"
 METRICS = Path("metrics/train.json")
 HISTORY = Path("plots/train_history.csv")
@@ -100,7 +103,12 @@ def signal_step_completed(epoch: int) -> None:
 
 
 def main() -> None:
-    params = load_params()
+    parser = argparse.ArgumentParser(description="Train the network (or a committee member) on data/prepared/.")
+    parser.add_argument("--member", type=int, default=0, help="committee member K: every seed moved by K, outputs under members/K/")
+    member = parser.parse_args().member
+    if member < 0:
+        raise PipelineError(f"--member {member}: a committee member's number is 1 or more (0, the default, is the pipeline's network)")
+    params = member_params(load_params(), member)
     # First, before any other TensorFlow op: the CPU can be split into logical
     # devices, and a cluster joined, only while TensorFlow is uninitialised.
     strategy = make_strategy(params.hardware)
@@ -114,11 +122,12 @@ def main() -> None:
     trainer = build_trainer(params.model, params.train, input_size=train.images.shape[1], train_size=len(train),
                             strategy=strategy, regularization=regularization)
     model = trainer.model
-    print(f"train: {len(train)} images, layers {list(model.layer_sizes)}, {model.count_parameters()} parameters, {describe(strategy)}")
+    print(f"train{f' (committee member {member})' if member else ''}: {len(train)} images, layers {list(model.layer_sizes)}, {model.count_parameters()} parameters, {describe(strategy)}")
 
-    with output_root(strategy) as root:
+    with output_root(strategy) as top:
+        root = top / member_root(member)
         # An output that could not be written fails now, not after hours of training
-        check_writable(*(root / path for path in (CHECKPOINT, WEIGHTS, SAVED_MODEL, HISTORY, AUGMENTED, METRICS)))
+        check_writable(*(root / path for path in (CHECKPOINT, WEIGHTS, HISTORY, AUGMENTED, METRICS)))
 
         # Train, checkpointing every epoch
         started = time.perf_counter()
@@ -136,9 +145,8 @@ def main() -> None:
         print(f"train: {len(history.rows)} epochs in {time.perf_counter() - started:.1f} s; keeping epoch {history.kept_epoch} "
               f"(val accuracy {kept['val_accuracy']:.4f}); weights sha256 {weights_digest(model)}")
 
-        # Outputs: weights, SavedModel, what training saw
+        # Outputs: the weights, what training saw
         save_weights(model, root / WEIGHTS)
-        export_saved_model(plain_copy(model), root / SAVED_MODEL, scale=params.data.scale)
         draw_augmented_samples(root / AUGMENTED, train=train, settings=params.augment, scale=params.data.scale)
         # (metrics/train.json and plots/train_history.csv were written after the last epoch, by fit's after_epoch)
 

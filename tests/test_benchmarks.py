@@ -1,10 +1,16 @@
-"""benchmarks/: docs/results.md's best-recipe command is the one benchmarks/best_mlp.py measures, and it is valid."""
+"""benchmarks/: docs/results.md's best-recipe command is the one benchmarks/best_mlp.py measures, it is valid, and --repeats reports the mean."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import subprocess
 import sys
+
+import numpy as np
+import pytest
+import yaml
 
 from conftest import ROOT, default_params
 from digits.params import parse_params
@@ -29,3 +35,22 @@ def test_the_best_recipe_is_valid_params_with_everything_on():
     params = parse_params(apply_overrides(default_params(), BEST_RECIPE))
     assert params.model.hidden == [1024, 1024] and params.train.keep == "last"
     assert params.train.dropout_hidden > 0 and params.augment.elastic_alpha > 0
+
+
+@pytest.mark.slow
+def test_repeats_run_independent_seed_sets_and_end_with_their_mean(tmp_path):
+    """best_mlp.py --repeats on a tiny net and slice: each run's figures, then mean, std, min and max, last line the mean."""
+    tiny = ["-S", "data.train_size=500", "-S", "train.epochs=2", "-S", "train.warmup_epochs=1", "-S", "model.hidden=[16]",
+            "-S", "committee.members=[1]", "-S", "tta.views=[{shift: [1, 0]}]"]
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/best_mlp.py"), "--repeats", "2", "--skip-speed", "--workdir", str(tmp_path),
+                             *tiny], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    runs = [json.loads((tmp_path / f"run{repeat}/metrics/committee.json").read_text()) for repeat in range(2)]
+    seeds = [yaml.safe_load((tmp_path / f"run{repeat}/params.yaml").read_text()) for repeat in range(2)]
+    assert seeds[1]["train"]["shuffle_seed"] == seeds[0]["train"]["shuffle_seed"] + 100 and seeds[1]["augment"]["seed"] == seeds[0]["augment"]["seed"] + 100
+    assert [run["size"] for run in runs] == [2, 2] and (tmp_path / "run1/members/1/models/weights.npz").is_file()
+    accuracies = [run["accuracy"] for run in runs]
+    assert f"run 2: test accuracy {accuracies[1]:.4f}, {runs[1]['errors']} errors" in result.stdout
+    assert f"test accuracy: mean {np.mean(accuracies):.4f}, std {np.std(accuracies, ddof=1):.4f}, min {min(accuracies):.4f}" in result.stdout
+    assert lines[-1] == f"mean_test_accuracy={np.mean(accuracies):.4f}"

@@ -52,3 +52,24 @@ def test_missing_model_is_a_clean_error(tmp_path):
     result = run_stage("stages.evaluate", tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: models/weights.npz: file not found (run the stage that makes it: dvc repro)"
+
+
+def test_test_time_augmentation_is_reported_beside_the_plain_network(tmp_path):
+    # Every image lights pixel (row 14, column 10); a softmax regression reads it as digit 1 and the pixel
+    # one to the right as digit 7. The labels say 7: the plain network gets none right, and averaged with
+    # two views shifted one pixel right (two votes for 7 against one for 1) all of them.
+    images = np.zeros((20, 784), np.float32)
+    images[:, 14 * 28 + 10] = 1.0
+    save_npz(tmp_path / "data/prepared/test.npz", {"images": images, "labels": np.eye(10, dtype=np.float32)[np.full(20, 7)]})
+    weights = np.zeros((784, 10), np.float32)
+    weights[14 * 28 + 10, 1] = weights[14 * 28 + 11, 7] = 10.0
+    save_npz(tmp_path / "models/weights.npz", {"W0": weights, "b0": np.zeros(10, np.float32), "activation": np.array("relu")})
+    write_params(tmp_path, small_params(tta={"views": [{"shift": [1.0, 0.0]}, {"shift": [1.0, 0.0]}], "export": False}))
+
+    result = run_stage("stages.evaluate", tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics/evaluate.json").read_text())
+    assert metrics["accuracy"] == 1.0 and metrics["errors"] == 0 and metrics["tta_views"] == 2
+    assert metrics["plain"]["accuracy"] == 0.0 and metrics["plain"]["errors"] == 20
+    assert (tmp_path / "plots/confusion.csv").read_text().splitlines()[1:] == ["7,7"] * 20  # the plots show the prediction reported
+    assert "test-time augmented over 2 views; plain network: 0.0000" in result.stdout

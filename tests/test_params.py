@@ -51,6 +51,8 @@ def _error_for(section: str, key: str, value) -> str:
     ("train", "max_norm", 0.0, r"train\.max_norm = 0\.0: Input should be greater than 0"),
     ("train", "keep", "first", r"train\.keep = 'first': Input should be 'last' or 'best'"),
     ("train", "patience", 0, r"train\.patience = 0: Input should be greater than or equal to 1"),
+    ("train", "ema_decay", 1.0, r"train\.ema_decay = 1\.0: Input should be less than 1"),
+    ("train", "ema_decay", -0.5, r"train\.ema_decay = -0\.5: Input should be greater than or equal to 0"),
     ("train", "nesterov", "yes", r"train\.nesterov = 'yes': Input should be a valid boolean"),
     ("train", "nesterov", True, r"train\.nesterov = true: applies to optimizer momentum only \(train\.optimizer is sgd\)"),
     ("train", "warmup_epochs", 20, r"train\.warmup_epochs = 20: must be less than train\.epochs \(20\)"),
@@ -62,6 +64,14 @@ def _error_for(section: str, key: str, value) -> str:
     ("augment", "shift", -2.0, r"augment\.shift = -2\.0: Input should be greater than or equal to 0"),
     ("augment", "shear", 90.0, r"augment\.shear = 90\.0: Input should be less than 90"),
     ("augment", "seed", -1, r"augment\.seed = -1: Input should be greater than or equal to 0"),
+    ("tta", "views", [{"scale": 3.0}], r"tta\.views\.0\.scale = 3\.0: Input should be less than 2"),
+    ("tta", "views", [{"shift": [1.0]}], r"tta\.views\.0\.shift = \[1\.0\]: List should have at least 2 items"),
+    ("tta", "views", [{}, {"zoom": 1.1}], r"tta\.views\.1\.zoom: unknown key \(allowed in tta\.views\.1: rotation, scale, shift\)"),
+    ("tta", "views", {"shift": [1, 0]}, r"tta\.views = \{'shift': \[1, 0\]\}: Input should be a valid list"),
+    ("tta", "export", "yes", r"tta\.export = 'yes': Input should be a valid boolean"),
+    ("committee", "members", [0], r"committee\.members\.0 = 0: Input should be greater than or equal to 1"),
+    ("committee", "members", [2, 5, 2], r"committee\.members = \[2, 5, 2\]: each member once \(a member's number moves its seeds\)"),
+    ("committee", "members", 3, r"committee\.members = 3: Input should be a valid list"),
 ])
 def test_bad_value_names_key_value_and_allowed(section, key, value, expected):
     message = _error_for(section, key, value)
@@ -88,7 +98,7 @@ def test_a_key_that_moved_names_its_new_home():
 def test_unknown_section_is_an_error():
     params = default_params()
     params["trian"] = {"epochs": 3}
-    with pytest.raises(ParamsError, match=r"trian: unknown section \(allowed: data, model, train, hardware, augment, evaluate\)"):
+    with pytest.raises(ParamsError, match=r"trian: unknown section \(allowed: data, model, train, hardware, augment, evaluate, tta, committee\)"):
         parse_params(params)
 
 

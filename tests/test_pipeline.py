@@ -73,8 +73,9 @@ def test_every_stage_depends_on_exactly_the_code_it_runs():
 def test_evaluation_runs_none_of_the_training_code():
     evaluated = imported_project_files("stages.evaluate")
     assert {"stages/evaluate.py", "digits/model.py", "digits/metrics.py", "digits/__init__.py"} <= evaluated
-    # the loop and what only training does; digits/distribute.py comes in with the Variables' REPLICATED aggregation
-    assert not evaluated & {"digits/training.py", "digits/optimizers.py", "digits/augment.py", "digits/dropout.py", "digits/regularizers.py"}
+    # the loop and what only training does; digits/distribute.py comes in with the Variables' REPLICATED aggregation,
+    # digits/augment.py with the resampling that test-time augmentation shares with training (digits.tta)
+    assert not evaluated & {"digits/training.py", "digits/optimizers.py", "digits/averaging.py", "digits/dropout.py", "digits/regularizers.py"}
 
 
 def tf_version() -> str:
@@ -125,6 +126,35 @@ def test_repro_writes_metrics_that_dvc_reads(repo):
     shown = json.loads(_run([DVC, "metrics", "show", "--json"], repo).stdout)
     metrics = next(iter(shown.values()))["data"]
     assert metrics["metrics/evaluate.json"]["data"]["accuracy"] == evaluate["accuracy"]
+
+
+@pytest.mark.slow
+def test_each_committee_member_is_a_stage_and_adding_or_changing_one_trains_that_one_alone(repo, tmp_path):
+    clone = tmp_path / "committee"
+    shutil.copytree(repo, clone, symlinks=True)
+    default = json.loads((clone / "metrics/committee.json").read_text())  # no members: the pipeline's network alone
+    evaluate = json.loads((clone / "metrics/evaluate.json").read_text())
+    assert default["size"] == 1 and default["accuracy"] == evaluate["accuracy"] and default["errors"] == evaluate["errors"]
+
+    def set_members(members: list[int]) -> set[str]:
+        """Set committee.members; the stages `dvc status` then says must run."""
+        params = yaml.safe_load((clone / "params.yaml").read_text())
+        params["committee"]["members"] = members
+        (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return set(json.loads(_run([DVC, "status", "--json"], clone).stdout)) - {"check_params"}
+
+    assert set_members([1]) == {"train_member@1", "committee"}
+    _run([DVC, "repro"], clone)
+    committee = json.loads((clone / "metrics/committee.json").read_text())
+    assert committee["size"] == 2 and set(committee["members"]) == {"0", "1"}
+    assert committee["members"]["0"]["errors"] == evaluate["errors"] != committee["members"]["1"]["errors"]
+    member = json.loads((clone / "members/1/metrics/train.json").read_text())
+    assert member["epochs"] == 2 and member["val_accuracy"] != json.loads((clone / "metrics/train.json").read_text())["val_accuracy"]
+    shown = next(iter(json.loads(_run([DVC, "metrics", "show", "--json"], clone).stdout).values()))["data"]
+    assert {"metrics/committee.json", "members/1/metrics/train.json", "metrics/evaluate.json"} <= set(shown)
+
+    assert set_members([1, 2]) == {"train_member@2", "committee"}  # adding a member trains that member alone
+    assert set_members([3]) == {"train_member@3", "committee"}     # and so does changing one's number (its seeds)
 
 
 @pytest.mark.slow
@@ -259,7 +289,7 @@ def _back_to_the_commit(repo: Path, original_params: str) -> None:
 @pytest.mark.slow
 def test_the_restore_hint_of_a_failed_stage_brings_back_every_removed_output(repo):
     """train diverges under `dvc repro` after DVC removed its outputs; the commands the error names, run as printed, restore them."""
-    outputs = ["models/weights.npz", "models/saved_model/saved_model.pb", "metrics/train.json", "plots/train_history.csv", "plots/augmented.png"]
+    outputs = ["models/weights.npz", "metrics/train.json", "plots/train_history.csv", "plots/augmented.png"]
     before = {name: (repo / name).read_bytes() for name in outputs}
     original = _set_params(repo, model={"init_stddev": 5.0}, train={"lr": 1000.0, "lr_schedule": "constant"})
     try:

@@ -28,7 +28,7 @@ def trained(tmp_path_factory) -> "Path":
     """A work directory with the default net trained for 3 epochs on 10k images (~97% accurate)."""
     workdir = tmp_path_factory.mktemp("trained")
     write_params(workdir, small_params(data={"train_size": 10000}, model={"hidden": [256, 128]}, train={"epochs": 3}))
-    for stage in ("stages.prepare", "stages.train"):
+    for stage in ("stages.prepare", "stages.train", "stages.export"):
         result = run_stage(stage, workdir)
         assert result.returncode == 0, result.stderr
     return workdir

@@ -2,8 +2,9 @@
 
 One short run with every training feature on (dropout, affine and elastic
 augmentation, weight decay, Nesterov momentum, label smoothing, max-norm,
-``keep: best``) is prepared once, then trained and evaluated by the real
-stages, ``python -m stages.train`` and ``python -m stages.evaluate``:
+weight averaging, ``keep: best``) and test-time augmentation is prepared
+once, then trained, evaluated and exported by the real stages,
+``python -m stages.train``, ``stages.evaluate`` and ``stages.export``:
 
 - natively, once per intra-op thread count (``TF_NUM_INTRAOP_THREADS``);
 - under ``qemu-x86_64 -cpu MODEL`` (Debian's qemu-user) for each CPU model:
@@ -48,8 +49,9 @@ OUTPUTS = ("models/weights.npz", "models/saved_model", "metrics/train.json", "me
 FEATURES = {
     "model": {"init": "he", "init_seed": 1},
     "train": {"optimizer": "momentum", "nesterov": True, "lr": 0.05, "warmup_epochs": 1, "weight_decay": 2e-5, "max_norm": 4.0,
-              "label_smoothing": 0.05, "dropout_input": 0.1, "dropout_hidden": 0.2, "keep": "best", "batch_size": 128},
+              "label_smoothing": 0.05, "dropout_input": 0.1, "dropout_hidden": 0.2, "keep": "best", "batch_size": 128, "ema_decay": 0.99},
     "augment": {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0},
+    "tta": {"views": [{"shift": [1.0, 0.0]}, {"rotation": -6.0}, {"scale": 0.95}], "export": True},
 }
 
 
@@ -86,10 +88,10 @@ def stage_env(threads: int | None) -> dict[str, str]:
 
 
 def run_stages(run: Run, prepared: Path, workdir: Path) -> None:
-    """Train and evaluate in ``workdir`` on a copy of the prepared data, the way ``run`` says."""
+    """Train, evaluate and export in ``workdir`` on a copy of the prepared data, the way ``run`` says."""
     shutil.copytree(prepared / "data" / "prepared", workdir / "data" / "prepared")
     shutil.copy(prepared / "params.yaml", workdir / "params.yaml")
-    for stage in ("train", "evaluate"):
+    for stage in ("train", "evaluate", "export"):
         command = [*run.launcher, sys.executable, "-m", f"stages.{stage}"]
         result = subprocess.run(command, cwd=workdir, env=stage_env(run.threads), capture_output=True, text=True)
         if result.returncode != 0:
