@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BEST_RECIPE = [
     "model.hidden=[1024,1024]", "model.init=he",
     "train.optimizer=momentum", "train.nesterov=true", "train.lr=0.05", "train.warmup_epochs=2",
-    "train.batch_size=128", "train.epochs=250", "train.weight_decay=2e-05",
+    "train.batch_size=128", "train.epochs=300", "train.weight_decay=2e-05", "train.ema_decay=0.999",
     "train.dropout_input=0.0", "train.dropout_hidden=0.2",
     "augment.rotation=12.0", "augment.scale=0.1", "augment.shift=2.0", "augment.elastic_alpha=30.0", "augment.elastic_sigma=5.0",
 ]

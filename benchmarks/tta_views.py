@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from digits.runtime import tf  # noqa: E402,F401 - first: quiet start-up, XLA flags
+from digits.runtime import tf  # noqa: E402 - first: quiet start-up, XLA flags
 from digits.data import load_split  # noqa: E402
 from digits.model import load_weights  # noqa: E402
 from digits.params import TtaView  # noqa: E402
@@ -49,6 +49,7 @@ def flow(views: list[dict]) -> str:
 
 
 def main() -> None:
+    tf.get_logger().setLevel("ERROR")  # each view set compiles its own function: TensorFlow's retracing warning is expected
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("."), help="directory with models/weights.npz and data/prepared/val.npz")
     parser.add_argument("--background", type=float, default=0.0, help="data.scale's low end: what views fill in")

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,35 +105,42 @@ def test_shipped_params_draw_the_digits_unchanged(tmp_path, prepared_dir):
     assert grid.size == (84, 16 + 10 * 84) and np.asarray(grid)[16:].min() < 100  # the originals alone, no epoch columns
 
 
-@pytest.mark.parametrize("overrides", [{"train": {"epochs": 8}}, {**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}],
-                         ids=["default", "recipe"])
-def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared_dir, overrides):
+@pytest.mark.parametrize("overrides, member", [
+    ({"train": {"epochs": 8}}, 0),
+    ({**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}, 0),
+    ({**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}, 2),  # a committee member, writing under members/2/
+], ids=["default", "recipe", "recipe-member"])
+def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared_dir, overrides, member):
+    arguments = ("--member", str(member))
     reference = _workdir(tmp_path, prepared_dir, "reference", **overrides)
-    assert run_stage("stages.train", reference).returncode == 0
+    assert run_stage("stages.train", reference, *arguments).returncode == 0
 
     killed = _workdir(tmp_path, prepared_dir, "killed", **overrides)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "stages.train", *arguments], cwd=killed, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
     for line in process.stdout:
         if line.startswith("epoch 1/8"):  # printed right after the epoch's checkpoint is in place
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    done = int(load_npz(killed / "models/checkpoint.npz")["epoch"])
-    assert 1 <= done < 8 and not (killed / "models/weights.npz").exists()
+    out = Path(".") if member == 0 else Path(f"members/{member}")
+    killed_out, reference_out = killed / out, reference / out
+    done = int(load_npz(killed_out / "models/checkpoint.npz")["epoch"])
+    assert 1 <= done < 8 and not (killed_out / "models/weights.npz").exists()
     # the live metrics and curves of the epochs done so far (written right after each checkpoint)
-    live = json.loads((killed / "metrics/train.json").read_text())
+    live = json.loads((killed_out / "metrics/train.json").read_text())
     assert live["epochs"] == 8 and live["epochs_run"] in (done - 1, done) and live["epochs_run"] >= 1
-    assert len((killed / "plots/train_history.csv").read_text().splitlines()) == 1 + live["epochs_run"]
+    assert len((killed_out / "plots/train_history.csv").read_text().splitlines()) == 1 + live["epochs_run"]
 
-    result = run_stage("stages.train", killed)
+    result = run_stage("stages.train", killed, *arguments)
     assert result.returncode == 0, result.stderr
-    assert f"resuming from models/checkpoint.npz after epoch {done} of 8" in result.stdout
-    assert (killed / "plots/train_history.csv").read_text() == (reference / "plots/train_history.csv").read_text()
-    assert _digest(killed / "models/weights.npz") == _digest(reference / "models/weights.npz")
-    assert _digest(killed / "metrics/train.json") == _digest(reference / "metrics/train.json")
-    assert _digest(killed / "plots/train_history.csv") == _digest(reference / "plots/train_history.csv")
+    assert f"resuming from {out / 'models/checkpoint.npz'} after epoch {done} of 8" in result.stdout
+    for name in ("models/weights.npz", "metrics/train.json", "plots/train_history.csv"):
+        assert _digest(killed_out / name) == _digest(reference_out / name), name
+    if member:
+        assert not (killed / "models").exists() and "committee member 2" in result.stdout
 
 
 def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
