@@ -18,8 +18,9 @@ What a step does to its batch besides the plain update (augmentation,
 dropout, label smoothing, max-norm: ``Regularization``) lives in modules of
 its own (digits.augment, digits.dropout, digits.regularizers); the step only
 hands them each example's index and the epoch, which seed their randomness.
-``fit`` keeps the last or the best epoch's weights (``train.keep``) and can
-stop early (``train.patience``).
+``fit`` keeps the last or the best epoch's weights (``train.keep``), or
+their moving average (``train.ema_decay``: digits.averaging), and can stop
+early (``train.patience``).
 
 The loop also watches the loss: the first non-finite batch loss stops the
 epoch, and ``fit`` raises ``TrainingDiverged`` naming the epoch, the step
@@ -406,7 +407,9 @@ def fit(
     (the trainer holds the rest). ``keep = "best"`` leaves the model with the
     weights of the epoch of highest validation accuracy; ``patience`` stops
     the run after that many epochs without a better one. Both survive a
-    resume exactly: the best weights travel in the checkpoint.
+    resume exactly: the best weights travel in the checkpoint. With a weight
+    average (``train.ema_decay``, digits.averaging) every epoch validates the
+    average, ``keep`` chooses among averages, and the model ends holding one.
     ``after_epoch(history)`` runs after each epoch's checkpoint, and once on a
     resume with the epochs restored: the train stage writes its live metrics
     there.
