@@ -26,7 +26,7 @@ from digits.runtime import tf  # noqa: E402,F401 - first: quiet start-up, XLA fl
 from digits.data import load_split  # noqa: E402
 from digits.model import Mlp  # noqa: E402
 from digits.params import TtaView  # noqa: E402
-from stages.committee import committee_probabilities  # noqa: E402
+from digits.tta import tta_probabilities  # noqa: E402
 
 
 def network(checkpoint: Path, prefix: str) -> Mlp:
@@ -59,9 +59,9 @@ def main() -> None:
     for run in args.runs:
         checkpoint = run / "models/checkpoint.npz"
         trained, averaged = network(checkpoint, "model/"), network(checkpoint, "average/")
-        plain = committee_probabilities([trained, averaged], val.images, [], background=args.background)
-        augmented.append(committee_probabilities([averaged], val.images, views, background=args.background)[0])
-        figures = [errors(plain[0], val.classes), errors(plain[1], val.classes), errors(augmented[-1], val.classes)]
+        augmented.append(tta_probabilities(averaged, val.images, views, background=args.background))
+        figures = [errors(tta_probabilities(network, val.images, [], background=args.background), val.classes) for network in (trained, averaged)]
+        figures.append(errors(augmented[-1], val.classes))
         print(f"  {run}: trained weights {figures[0]}, averaged {figures[1]}, averaged + {len(views)} test-time views {figures[2]}")
     if len(args.runs) > 1:
         committee = errors(np.mean(augmented, axis=0), val.classes)

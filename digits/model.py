@@ -120,9 +120,16 @@ def predict_logits(model: Mlp, images: np.ndarray) -> np.ndarray:
     code by the CPU's vector ISA and thread count; compiled, the forward pass
     is the training loop's, with the same bits on every machine.
     """
-    forward = tf.function(lambda chunk: model(chunk), jit_compile=True,
-                          input_signature=[tf.TensorSpec([None, model.layer_sizes[0]], tf.float32)])
-    return np.concatenate([forward(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
+    return compiled_in_chunks(lambda chunk: model(chunk), images, pixels=model.layer_sizes[0])
+
+
+def compiled_in_chunks(function: Callable[[tf.Tensor], tf.Tensor], images: np.ndarray, *, pixels: int) -> np.ndarray:
+    """``function`` of a (chunk, pixels) float32 batch, XLA-compiled once and run over ``images`` in chunks of EVAL_BATCH, concatenated.
+
+    Every score of a whole split goes through here (predict_logits, digits.tta), compiled as the training epoch is.
+    """
+    compiled = tf.function(function, jit_compile=True, input_signature=[tf.TensorSpec([None, pixels], tf.float32)])
+    return np.concatenate([compiled(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
 
 
 def weights_digest(model: Mlp) -> str:

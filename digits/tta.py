@@ -23,7 +23,7 @@ import numpy as np
 from digits.runtime import tf
 from digits.augment import affine_sampling_grid, bilinear_resample
 from digits.idx import IMAGE_SIDE
-from digits.model import EVAL_BATCH, Mlp, predict_logits
+from digits.model import Mlp, compiled_in_chunks, predict_logits
 from digits.params import TtaView
 
 
@@ -50,10 +50,15 @@ def averaged_probabilities(model: Mlp, images: tf.Tensor, views: Sequence[TtaVie
 def tta_logits(model: Mlp, images: np.ndarray, views: Sequence[TtaView], *, background: float) -> np.ndarray:
     """Log of the view-averaged probabilities (N, 10): logits whose softmax is the average; the plain logits when there are no views.
 
-    Compiled by XLA in chunks of EVAL_BATCH, like digits.model.predict_logits.
+    Compiled by XLA in chunks, like digits.model.predict_logits.
     """
     if not views:
         return predict_logits(model, images)
-    average = tf.function(lambda chunk: tf.math.log(averaged_probabilities(model, chunk, views, background=background)), jit_compile=True,
-                          input_signature=[tf.TensorSpec([None, model.layer_sizes[0]], tf.float32)])
-    return np.concatenate([average(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
+    return compiled_in_chunks(lambda chunk: tf.math.log(averaged_probabilities(model, chunk, views, background=background)), images,
+                              pixels=model.layer_sizes[0])
+
+
+def tta_probabilities(model: Mlp, images: np.ndarray, views: Sequence[TtaView], *, background: float) -> np.ndarray:
+    """The view-averaged class probabilities (N, 10) (the softmax alone when there are no views), compiled by XLA in chunks."""
+    return compiled_in_chunks(lambda chunk: averaged_probabilities(model, chunk, views, background=background), images,
+                              pixels=model.layer_sizes[0])

@@ -15,31 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
+from digits.runtime import tf  # noqa: F401 - before any other TensorFlow import: quiet start-up, XLA flags
 from digits.artifacts import check_writable, write_json
 from digits.committee import member_root
 from digits.data import load_split
 from digits.errors import PipelineError, run_main
 from digits.metrics import classification_metrics, log_probabilities
-from digits.model import EVAL_BATCH, Mlp, load_weights
+from digits.model import Mlp, load_weights
 from digits.params import TtaView, load_params
-from digits.tta import averaged_probabilities
+from digits.tta import tta_probabilities
 
 WEIGHTS = Path("models/weights.npz")
 METRICS = Path("metrics/committee.json")
 
 
 def committee_probabilities(models: Sequence[Mlp], images: np.ndarray, views: Sequence[TtaView], *, background: float) -> np.ndarray:
-    """(members, N, 10): each member's class probabilities, test-time augmented over ``views`` if any; their mean is the committee's.
-
-    Compiled by XLA in chunks of EVAL_BATCH, as every forward pass is, for the same bits on every CPU.
-    """
-    def member_probabilities(model: Mlp) -> np.ndarray:
-        probabilities = tf.function(lambda chunk: averaged_probabilities(model, chunk, views, background=background), jit_compile=True,
-                                    input_signature=[tf.TensorSpec([None, model.layer_sizes[0]], tf.float32)])
-        return np.concatenate([probabilities(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
-
-    return np.stack([member_probabilities(model) for model in models])
+    """(members, N, 10): each member's class probabilities, test-time augmented over ``views`` if any; their mean is the committee's."""
+    return np.stack([tta_probabilities(model, images, views, background=background) for model in models])
 
 
 def summary(labels: np.ndarray, probabilities: np.ndarray) -> dict:
