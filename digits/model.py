@@ -37,7 +37,7 @@ EVAL_BATCH = 8192  # images per compiled forward pass when scoring a whole split
 
 @tf.custom_gradient
 def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
-    """``inputs @ weight``, whose gradient is two more matmuls in forms YNNPACK takes.
+    """``inputs @ weight``, whose gradient is two more matmuls in forms YNNPACK takes, each alone in its YNNPACK call.
 
     TensorFlow's own MatMul gradient multiplies by ``transpose_a`` and
     ``transpose_b`` operands; XLA hands a transposed left operand to Eigen,
@@ -48,21 +48,36 @@ def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
     """
 
     def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.matmul(upstream, weight, transpose_b=True), tf.matmul(tf.transpose(inputs), upstream)
+        return alone(tf.matmul(upstream, weight, transpose_b=True)), alone(tf.matmul(tf.transpose(inputs), upstream))
 
-    return tf.matmul(inputs, weight), gradient
+    return alone(tf.matmul(inputs, weight)), gradient
+
+
+def alone(product: tf.Tensor) -> tf.Tensor:
+    """A matmul's ``product``, unchanged, with nothing that uses it fused into the matmul's YNNPACK call.
+
+    XLA fuses the elementwise work that follows a matmul into its YNNPACK
+    call. That is slow: with the optimizer's update fused into the weight
+    gradient's matmul (its learning rate first broadcast to the weight's
+    shape), an epoch of the 1024-1024 net took 4.1 s; with every matmul alone,
+    3.5 s (docs/speed.md). And it is wrong: YNNPACK's ``max`` turns NaN into
+    0, so a ReLU layer gone NaN would look healthy to the divergence guard
+    while the weights filled with NaN, and its ``exp`` and ``tanh`` are its
+    own approximations. Asking whether the product is NaN gives it a second
+    user, which ends the fusion at the matmul: the bias add, the activation
+    and the update run in XLA's own loops, and a NaN stays NaN.
+    """
+    return tf.where(tf.math.is_nan(product), tf.constant(float("nan")), product)
 
 
 def activate(name: str, pre_activation: tf.Tensor) -> tf.Tensor:
-    """A hidden layer's activation, kept out of the matmul's YNNPACK fusion, with NaN passed on as NaN.
+    """A hidden layer's activation, kept out of the next matmul's YNNPACK call, with NaN passed on as NaN.
 
-    XLA would fuse the bias add and the activation into the YNNPACK call
-    that computes the matmul. YNNPACK's ``max`` turns NaN into 0, so a
-    layer gone NaN would look healthy to the divergence guard while the
-    weights filled with NaN, and its ``exp`` and ``tanh`` are its own
-    approximations. Asking whether the pre-activation is NaN gives it a
-    second user, which ends the fusion at the bias add: XLA computes the
-    activation itself, and a NaN comes out as NaN.
+    Where nothing else uses the activation (scoring, with no gradient to
+    take), XLA would fuse the bias add and the activation into the YNNPACK
+    call of the next layer's matmul, whose ``max`` and ``tanh`` are not
+    XLA's (see ``alone``). The NaN test gives the activation a user YNNPACK
+    does not take, which keeps it, and the bias add before it, in XLA's loop.
     """
     return tf.where(tf.math.is_nan(pre_activation), pre_activation, ACTIVATIONS[name](pre_activation))
 
