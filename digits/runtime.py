@@ -44,10 +44,11 @@ thread count (docs/reproducibility.md has the measurements):
 - ``--xla_cpu_enable_platform_dependent_math=false``: no instruction whose
   result differs between CPU makers (approximate reciprocals, say).
 
-The price is the explicit transposes and Eigen's last few percent
-(docs/speed.md; benchmarks/train_speed.py times both). ``DIGITS_SAME_BITS=0``
-turns all of it off for a CPU-specific run (dvc.lock will then differ from
-the committed one). A flag already set in ``XLA_FLAGS`` wins.
+With each matmul alone in its YNNPACK call (digits.model.alone), an epoch
+takes about as long as with Eigen's matmuls (docs/speed.md;
+benchmarks/train_speed.py times both). ``DIGITS_SAME_BITS=0`` turns all of
+it off for a CPU-specific run (dvc.lock will then differ from the committed
+one). A flag already set in ``XLA_FLAGS`` wins.
 """
 
 from __future__ import annotations
