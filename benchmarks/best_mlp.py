@@ -8,6 +8,7 @@ of the prediction (the committee's, test-time augmented as the recipe says)
 beside the network alone. ``--repeats N`` runs N independent seed sets
 (every seed of run r moved by 100 r) and ends with their mean, standard
 deviation, min and max; the last line is ``mean_test_accuracy=<float>``.
+``--first-repeat R`` starts at run R, to add seed sets to earlier runs.
 
     python benchmarks/best_mlp.py --repeats 3 --test-curve   # the recipe as in docs/results.md, three seed sets (about 85 min)
     python benchmarks/best_mlp.py -S 'committee.members=[1]' -S train.epochs=150   # a committee of two half-length networks
@@ -199,12 +200,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="another override, as dvc exp run -S")
     parser.add_argument("--repeats", type=int, default=1, help=f"independent runs, every seed of run r moved by {SEED_SET_STRIDE} r")
+    parser.add_argument("--first-repeat", type=int, default=0, metavar="R",
+                        help="start at run R (seeds moved by 100 R): adds seed sets beside an earlier --repeats run")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (run0, run1, ...) instead of a temporary directory")
     parser.add_argument("--kill-at-epoch", type=int, help="SIGKILL the train stage after this epoch, then rerun it (it resumes)")
     parser.add_argument("--test-curve", action="store_true", help="also report when the test accuracy first reached 99.5 %% (scored after the run)")
     parser.add_argument("--skip-speed", action="store_true", help="leave out the augmentation on/off epoch timing")
     parser.add_argument("--speed-only", action="store_true", help="only the augmentation on/off epoch timing")
     args = parser.parse_args()
+    if args.repeats < 1 or args.first_repeat < 0:
+        parser.error("--repeats must be at least 1 and --first-repeat at least 0")
     overrides = BEST_RECIPE + args.overrides
     if args.speed_only:
         print_speed(overrides)
@@ -213,10 +218,11 @@ def main() -> None:
     print("recipe: dvc exp run " + " ".join(f"-S '{o}'" for o in overrides), flush=True)
     runs = []
     with tempfile.TemporaryDirectory() as temporary:
-        for repeat in range(args.repeats):
+        repeats = range(args.first_repeat, args.first_repeat + args.repeats)
+        for repeat in repeats:
             workdir = (args.workdir or Path(temporary)) / f"run{repeat}"
             workdir.mkdir(parents=True, exist_ok=True)
-            print(f"--- run {repeat + 1} of {args.repeats}: every seed moved by {SEED_SET_STRIDE * repeat}", flush=True)
+            print(f"--- run {repeat + 1} of {repeats.stop}: every seed moved by {SEED_SET_STRIDE * repeat}", flush=True)
             runs.append(run_recipe(workdir, overrides, seed_offset=SEED_SET_STRIDE * repeat, kill_at_epoch=args.kill_at_epoch,
                                    test_curve=args.test_curve))
     if not args.skip_speed:
@@ -224,7 +230,7 @@ def main() -> None:
 
     accuracies = np.array([run["accuracy"] for run in runs])
     print(f"--- {len(runs)} runs")
-    for repeat, run in enumerate(runs):
+    for repeat, run in zip(repeats, runs):
         print(f"run {repeat + 1}: test accuracy {run['accuracy']:.4f}, {run['errors']} errors, train {run['train_seconds'] / 60:.1f} min")
     print(f"test accuracy: mean {accuracies.mean():.4f}, std {accuracies.std(ddof=1) if len(runs) > 1 else 0.0:.4f}, "
           f"min {accuracies.min():.4f}, max {accuracies.max():.4f}; mean errors {np.mean([run['errors'] for run in runs]):.1f}; "

@@ -39,7 +39,8 @@ def test_the_best_recipe_is_valid_params_with_everything_on():
 
 @pytest.mark.slow
 def test_repeats_run_independent_seed_sets_and_end_with_their_mean(tmp_path):
-    """best_mlp.py --repeats on a tiny net and slice: each run's figures, then mean, std, min and max, last line the mean."""
+    """best_mlp.py --repeats on a tiny net and slice: each run's figures, then mean, std, min and max, last line the mean;
+    --first-repeat reruns one seed set alone, to the bit."""
     tiny = ["-S", "data.train_size=500", "-S", "train.epochs=2", "-S", "train.warmup_epochs=1", "-S", "model.hidden=[16]",
             "-S", "committee.members=[1]", "-S", "tta.views=[{shift: [1, 0]}]"]
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks/best_mlp.py"), "--repeats", "2", "--skip-speed", "--workdir", str(tmp_path),
@@ -54,3 +55,13 @@ def test_repeats_run_independent_seed_sets_and_end_with_their_mean(tmp_path):
     assert f"run 2: test accuracy {accuracies[1]:.4f}, {runs[1]['errors']} errors" in result.stdout
     assert f"test accuracy: mean {np.mean(accuracies):.4f}, std {np.std(accuracies, ddof=1):.4f}, min {min(accuracies):.4f}" in result.stdout
     assert lines[-1] == f"mean_test_accuracy={np.mean(accuracies):.4f}"
+
+    # --first-repeat 1 runs the second seed set alone: the same bits as run 2 above, numbered as run 2.
+    alone = tmp_path / "alone"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/best_mlp.py"), "--first-repeat", "1", "--skip-speed", "--workdir", str(alone),
+                             *tiny], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (alone / "run0").exists() and yaml.safe_load((alone / "run1/params.yaml").read_text()) == seeds[1]
+    for weights in ("models/weights.npz", "members/1/models/weights.npz"):
+        assert (alone / "run1" / weights).read_bytes() == (tmp_path / "run1" / weights).read_bytes()
+    assert result.stdout.splitlines()[-1] == f"mean_test_accuracy={accuracies[1]:.4f}" and "run 2: test accuracy" in result.stdout
