@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="another override, as dvc exp run -S")
     parser.add_argument("--repeats", type=int, default=1, help=f"independent runs, every seed of run r moved by {SEED_SET_STRIDE} r")
     parser.add_argument("--first-repeat", type=int, default=0, metavar="R",
-                        help="start at run R (seeds moved by 100 R): adds seed sets beside an earlier --repeats run")
+                        help=f"start at run R (seeds moved by {SEED_SET_STRIDE} R): adds seed sets beside an earlier --repeats run")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (run0, run1, ...) instead of a temporary directory")
     parser.add_argument("--kill-at-epoch", type=int, help="SIGKILL the train stage after this epoch, then rerun it (it resumes)")
     parser.add_argument("--test-curve", action="store_true", help="also report when the test accuracy first reached 99.5 %% (scored after the run)")
@@ -216,9 +216,9 @@ def main() -> None:
         return
 
     print("recipe: dvc exp run " + " ".join(f"-S '{o}'" for o in overrides), flush=True)
+    repeats = range(args.first_repeat, args.first_repeat + args.repeats)
     runs = []
     with tempfile.TemporaryDirectory() as temporary:
-        repeats = range(args.first_repeat, args.first_repeat + args.repeats)
         for repeat in repeats:
             workdir = (args.workdir or Path(temporary)) / f"run{repeat}"
             workdir.mkdir(parents=True, exist_ok=True)

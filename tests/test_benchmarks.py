@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,9 +44,14 @@ def test_repeats_run_independent_seed_sets_and_end_with_their_mean(tmp_path):
     --first-repeat reruns one seed set alone, to the bit."""
     tiny = ["-S", "data.train_size=500", "-S", "train.epochs=2", "-S", "train.warmup_epochs=1", "-S", "model.hidden=[16]",
             "-S", "committee.members=[1]", "-S", "tta.views=[{shift: [1, 0]}]"]
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/best_mlp.py"), "--repeats", "2", "--skip-speed", "--workdir", str(tmp_path),
-                             *tiny], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+
+    def best_mlp(*options: str, workdir: Path) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks/best_mlp.py"), *options, "--skip-speed", "--workdir", str(workdir), *tiny],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    result = best_mlp("--repeats", "2", workdir=tmp_path)
     lines = result.stdout.splitlines()
     runs = [json.loads((tmp_path / f"run{repeat}/metrics/committee.json").read_text()) for repeat in range(2)]
     seeds = [yaml.safe_load((tmp_path / f"run{repeat}/params.yaml").read_text()) for repeat in range(2)]
@@ -58,9 +64,7 @@ def test_repeats_run_independent_seed_sets_and_end_with_their_mean(tmp_path):
 
     # --first-repeat 1 runs the second seed set alone: the same bits as run 2 above, numbered as run 2.
     alone = tmp_path / "alone"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/best_mlp.py"), "--first-repeat", "1", "--skip-speed", "--workdir", str(alone),
-                             *tiny], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = best_mlp("--first-repeat", "1", workdir=alone)
     assert not (alone / "run0").exists() and yaml.safe_load((alone / "run1/params.yaml").read_text()) == seeds[1]
     for weights in ("models/weights.npz", "members/1/models/weights.npz"):
         assert (alone / "run1" / weights).read_bytes() == (tmp_path / "run1" / weights).read_bytes()
