@@ -78,6 +78,28 @@ def test_evaluation_runs_none_of_the_training_code():
     assert not evaluated & {"digits/training.py", "digits/optimizers.py", "digits/averaging.py", "digits/dropout.py", "digits/regularizers.py"}
 
 
+def test_the_docs_quote_the_committed_metrics_and_weights():
+    """The figures README and docs/ give for the default pipeline are the committed ones, not an older run's."""
+    evaluate = json.loads((ROOT / "metrics/evaluate.json").read_text())
+    baseline = json.loads((ROOT / "metrics/baseline.json").read_text())
+
+    def row(page: str, starts: str) -> str:
+        lines = [line for line in (ROOT / page).read_text().splitlines() if line.startswith(starts)]
+        assert len(lines) == 1, f"{page}: one table row starting {starts!r} expected, found {len(lines)}"
+        return lines[0]
+
+    def percent_and_errors(metrics: dict) -> str:
+        return f"{100 * metrics['accuracy']:.2f} % ({metrics['errors']} errors)"
+
+    assert percent_and_errors(evaluate) in row("README.md", "| default params:")
+    assert percent_and_errors(baseline) in row("README.md", "| Keras `model.fit`")
+    assert f"{evaluate['accuracy']:.4f} ({evaluate['errors']} errors)" in row("docs/pipeline.md", "| test accuracy of the default pipeline")
+    assert f"| {100 * evaluate['accuracy']:.2f} % |" in row("docs/results.md", "| this project, default params")
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    weights = next(out for out in lock["stages"]["train"]["outs"] if out["path"] == "models/weights.npz")
+    assert f"md5 `{weights['md5']}`" in row("docs/reproducibility.md", "| development VM")
+
+
 def tf_version() -> str:
     from digits.runtime import tf
 
