@@ -94,6 +94,7 @@ def test_the_docs_quote_the_committed_metrics_and_weights():
     assert percent_and_errors(evaluate) in row("README.md", "| default params:")
     assert percent_and_errors(baseline) in row("README.md", "| Keras `model.fit`")
     assert f"{evaluate['accuracy']:.4f} ({evaluate['errors']} errors)" in row("docs/pipeline.md", "| test accuracy of the default pipeline")
+    assert f"({baseline['accuracy']:.4f} against the hand-built loop's {evaluate['accuracy']:.4f} " in (ROOT / "docs/pipeline.md").read_text()
     assert f"| {100 * evaluate['accuracy']:.2f} % |" in row("docs/results.md", "| this project, default params")
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     weights = next(out for out in lock["stages"]["train"]["outs"] if out["path"] == "models/weights.npz")
