@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Stages run `python -m stages.X`: put the venv first so dvc finds its python.
 RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
-.PHONY: setup repro test bench lock clean plots-template
+.PHONY: setup repro test bench bench-torch lock clean plots-template aarch64
 
 setup: $(VENV)/.installed
 
@@ -36,8 +36,25 @@ bench: setup $(VENV)/.bench-installed
 	$(RUN) $(BIN)/dvc repro prepare
 	$(RUN) $(BIN)/python benchmarks/train_speed.py
 
+# The same with PyTorch's two contenders too (its own pinned file: several GB, see requirements-torch.txt).
+bench-torch: setup $(VENV)/.bench-installed $(VENV)/.torch-installed
+	$(RUN) $(BIN)/dvc repro prepare
+	$(RUN) $(BIN)/python benchmarks/train_speed.py
+
+$(VENV)/.torch-installed: $(VENV)/.installed requirements-torch.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-torch.txt
+	touch $@
+
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-bench.txt
+	touch $@
+
+# An aarch64 Python with the pinned packages in .aarch64/, run under qemu-user: the emulated ARM64 CPUs of
+# tools/same_bits.py and tests/test_same_bits.py (needs root and apt-get for qemu-user; ~5 minutes, 2.5 GB).
+aarch64: .aarch64/.installed
+
+.aarch64/.installed: requirements.txt tools/aarch64_python.sh
+	tools/aarch64_python.sh .aarch64 requirements.txt
 	touch $@
 
 # Re-pin the full dependency tree after editing requirements.in.

@@ -14,6 +14,10 @@ one), batch (128), prepared MNIST (``data/prepared/train.npz``: run
 - jax: a ``jax.jit`` epoch, ``lax.fori_loop`` over the full batches, each step
   gathering its batch from the epoch's permutation (the idiomatic fast JAX
   loop), with JAX's default XLA flags; and the same with this project's flags
+- torch: PyTorch as most people write it (a DataLoader over the tensors,
+  ``nn.Sequential``, ``optim.SGD``), and its fastest form, the whole step
+  (forward, backward, update) one ``torch.compile(fullgraph=True)`` graph
+  over batches gathered from the epoch's permutation
 - limit: the exact matmuls of one training step at their real shapes (forward,
   weight gradients, input gradients of every layer but the first), in a tight
   XLA-compiled loop of one epoch's steps; under both XLA flag settings, and the
@@ -26,10 +30,12 @@ matmuls actually performed: 2 per weight per example forward, 2 for the weight
 gradient, and 2 for the input gradient except the first layer's (nobody needs
 the gradient with respect to the images).
 
-JAX is installed by ``make bench`` only (requirements-bench.txt). The last
-lines are ``ratio_vs_keras_fit=``, ``ratio_vs_jax=`` (this project's epoch over
-theirs, median of the per-round ratios) and ``fraction_of_limit=`` (the
-limit's epoch over this project's, median).
+JAX is installed by ``make bench`` only (requirements-bench.txt), PyTorch by
+``make bench-torch`` (requirements-torch.txt); a contender whose library is
+missing is left out, with a line saying so. The last lines are
+``ratio_vs_keras_fit=``, ``ratio_vs_jax=``, ``ratio_vs_torch_compile=`` (this
+project's epoch over theirs, median of the per-round ratios) and
+``fraction_of_limit=`` (the limit's epoch over this project's, median).
 
     python benchmarks/train_speed.py [--rounds 5] [--hidden 256 128] [--batch 128]
 """
@@ -59,9 +65,13 @@ JAX = "jax.jit epoch (default flags)"
 JAX_PROJECT_FLAGS = "jax.jit epoch (project's flags)"
 LIMIT = "limit: matmuls only (project's flags)"
 LIMIT_DEFAULT = "limit: matmuls only (default flags)"
-CONTENDERS = ["eager per step (seeds)", "tf.function per step", PROJECT, PROJECT_CPU_SPECIFIC, PROJECT_DEFAULT_FLAGS, KERAS, JAX, JAX_PROJECT_FLAGS, LIMIT, LIMIT_DEFAULT]
+TORCH = "torch (DataLoader, nn.Sequential, SGD)"
+TORCH_COMPILE = "torch.compile step (fullgraph)"
+CONTENDERS = ["eager per step (seeds)", "tf.function per step", PROJECT, PROJECT_CPU_SPECIFIC, PROJECT_DEFAULT_FLAGS, KERAS, JAX, JAX_PROJECT_FLAGS,
+              TORCH, TORCH_COMPILE, LIMIT, LIMIT_DEFAULT]
 NEEDS_JAX = {JAX, JAX_PROJECT_FLAGS}
-# Contenders that must not get this project's XLA flags (digits.xla sets them on import of digits.training).
+NEEDS_TORCH = {TORCH, TORCH_COMPILE}
+# Contenders that must not get this project's XLA flags (digits.runtime sets them when it is imported).
 DEFAULT_FLAGS = {JAX, LIMIT_DEFAULT, PROJECT_DEFAULT_FLAGS}
 
 
@@ -194,6 +204,48 @@ def jax_contender(layer_sizes: list[int], batch: int, train):
     return run_epoch
 
 
+def torch_contender(name: str, layer_sizes: list[int], batch: int, train):
+    """PyTorch's usual loop, or the same step as one torch.compile(fullgraph=True) graph."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from digits.training import epoch_order
+
+    torch.manual_seed(1)
+    layers = []
+    for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = nn.CrossEntropyLoss()
+    images, classes = torch.from_numpy(train.images), torch.from_numpy(train.classes)
+
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    if name == TORCH:
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, classes), batch_size=batch, shuffle=True)
+
+        def run_epoch(_epoch):
+            for x, y in loader:
+                step(x, y)
+        return run_epoch
+
+    compiled = torch.compile(step, fullgraph=True)
+
+    def run_compiled_epoch(epoch):
+        order = torch.from_numpy(epoch_order(len(train), seed=0, epoch=epoch).astype(np.int64))
+        for start in range(0, len(order) - batch + 1, batch):  # full batches: one graph shape
+            indices = order[start : start + batch]
+            compiled(images[indices], classes[indices])
+    return run_compiled_epoch
+
+
 def worker(name: str, layer_sizes: list[int], batch: int) -> None:
     """Build one contender, warm it up, then time one epoch per line read from stdin."""
     import digits.runtime  # noqa: F401 - adds the project's XLA flags (unless XLA_FLAGS names them) before JAX or TensorFlow compiles
@@ -203,6 +255,8 @@ def worker(name: str, layer_sizes: list[int], batch: int) -> None:
     train = load_split("train")
     if name in NEEDS_JAX:
         run_epoch = jax_contender(layer_sizes, batch, train)
+    elif name in NEEDS_TORCH:
+        run_epoch = torch_contender(name, layer_sizes, batch, train)
     elif name.startswith("limit"):
         run_epoch = limit_contender(layer_sizes, batch, steps_per_epoch(len(train), batch))
     else:
@@ -239,9 +293,9 @@ def ask(process: subprocess.Popen, name: str, line: str | None = None) -> dict:
     return json.loads(reply)
 
 
-def jax_available() -> bool:
+def installed(module: str) -> bool:
     try:
-        import jax  # noqa: F401
+        __import__(module)
     except ImportError:
         return False
     return True
@@ -266,9 +320,12 @@ def main() -> None:
     examples = len(load_split("train"))
     steps = steps_per_epoch(examples, args.batch)
     names = [name for name in CONTENDERS if not any(name.startswith(skip) for skip in args.skip)]
-    if not jax_available():
+    if not installed("jax"):
         print("jax is not installed (make bench installs it from requirements-bench.txt): its contenders are left out")
         names = [name for name in names if name not in NEEDS_JAX]
+    if not installed("torch"):
+        print("torch is not installed (make bench-torch installs it from requirements-torch.txt): its contenders are left out")
+        names = [name for name in names if name not in NEEDS_TORCH]
     gflop = matmul_flops_per_example(layer_sizes) * examples / 1e9
     print(f"net {'-'.join(map(str, layer_sizes))}, {examples} images, batch {args.batch}, {steps} steps per epoch "
           f"(jax: {examples // args.batch} full batches), {os.cpu_count()} CPUs, {args.rounds} rounds")
@@ -296,10 +353,13 @@ def main() -> None:
     def median_ratio(numerator: list[float], denominator: list[float]) -> float:
         return statistics.median(a / b for a, b in zip(numerator, denominator))
 
+    if PROJECT not in times:
+        raise SystemExit(f"error: the ratios need {PROJECT!r}, which --skip left out")
     ours = times[PROJECT]
     limit = min((times[name] for name in (LIMIT, LIMIT_DEFAULT) if name in times), key=statistics.median, default=None)
     ratio_keras = median_ratio(ours, times[KERAS]) if KERAS in times else math.nan
     ratio_jax = median_ratio(ours, times[JAX]) if JAX in times else math.nan
+    ratio_torch = median_ratio(ours, times[TORCH_COMPILE]) if TORCH_COMPILE in times else math.nan
     fraction = median_ratio(limit, ours) if limit else math.nan
     if JAX_PROJECT_FLAGS in times:
         print(f"this project / jax with the project's XLA flags: {median_ratio(ours, times[JAX_PROJECT_FLAGS]):.4f}")
@@ -307,6 +367,7 @@ def main() -> None:
         print(f"same bits / CPU-specific (DIGITS_SAME_BITS=0): {median_ratio(ours, times[PROJECT_CPU_SPECIFIC]):.4f}")
     print(f"ratio_vs_keras_fit={ratio_keras:.4f}")
     print(f"ratio_vs_jax={ratio_jax:.4f}")
+    print(f"ratio_vs_torch_compile={ratio_torch:.4f}")
     print(f"fraction_of_limit={fraction:.4f}")
 
 

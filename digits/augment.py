@@ -26,6 +26,8 @@ import math
 import numpy as np
 
 from digits.runtime import tf
+from digits import fixed_math
+from digits.fixed_math import sin_cos
 from digits.idx import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
@@ -65,19 +67,21 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
     Sampling needs the inverse map, A^-1 (p - c - t) + c.
     """
     theta = rotation * (math.pi / 180.0)
-    cos, sin, tan = tf.cos(theta), tf.sin(theta), tf.tan(shear * (math.pi / 180.0))
+    (sin, cos), tan = sin_cos(theta), fixed_math.tan(shear * (math.pi / 180.0))  # the C library's sinf and tanf differ by CPU
     # Forward map on (x, y) with y pointing down: A = scale * R(theta) @ [[1, tan], [0, 1]],
-    # R = [[cos, sin], [-sin, cos]] (counter-clockwise on screen).
-    a, b = scale * cos, scale * (cos * tan + sin)
-    c, d = -scale * sin, scale * (cos - sin * tan)
-    determinant = a * d - b * c
+    # R = [[cos, sin], [-sin, cos]] (counter-clockwise on screen). Its inverse, written out:
+    # A^-1 = [[1, -tan], [0, 1]] @ [[cos, -sin], [sin, cos]] / scale.
+    # Every sum below adds at most one product, used once: XLA lets LLVM fuse a multiply into the add
+    # that uses it (FMA), and with two products to choose from the choice varied with the vector width.
+    inverse_xx, inverse_xy = (cos - tan * sin) / scale, -(sin + tan * cos) / scale
+    inverse_yx, inverse_yy = sin / scale, cos / scale
     centre = (IMAGE_SIDE - 1) / 2.0
     pixels = tf.range(IMAGE_SIDE, dtype=tf.float32) - centre
     px = pixels[None, None, :] - shift[:, 0, None, None]  # (N, 1, 28)
     py = pixels[None, :, None] - shift[:, 1, None, None]  # (N, 28, 1)
-    a, b, c, d, determinant = (value[:, None, None] for value in (a, b, c, d, determinant))
-    x = (d * px - b * py) / determinant + centre
-    y = (a * py - c * px) / determinant + centre
+    inverse_xx, inverse_xy, inverse_yx, inverse_yy = (value[:, None, None] for value in (inverse_xx, inverse_xy, inverse_yx, inverse_yy))
+    x = inverse_xx * px + (inverse_xy * py + centre)
+    y = inverse_yx * px + (inverse_yy * py + centre)
     return x, y
 
 
@@ -134,6 +138,11 @@ def bilinear_resample(images: tf.Tensor, *, x: tf.Tensor, y: tf.Tensor, backgrou
         return tf.gather(padded, flat, batch_dims=1)
 
     fx, fy = tf.reshape(fx, [count, -1]), tf.reshape(fy, [count, -1])
-    top = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx
-    bottom = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx
-    return top * (1.0 - fy) + bottom * fy
+    top = lerp(at(x0, y0), at(x0 + 1.0, y0), fx)
+    bottom = lerp(at(x0, y0 + 1.0), at(x0 + 1.0, y0 + 1.0), fx)
+    return lerp(top, bottom, fy)
+
+
+def lerp(start: tf.Tensor, end: tf.Tensor, fraction: tf.Tensor) -> tf.Tensor:
+    """``start + fraction * (end - start)``: one product feeding one add, which every FMA CPU fuses the same way."""
+    return start + fraction * (end - start)

@@ -23,6 +23,7 @@ from digits.artifacts import atomic_path, write_error
 from digits.idx import IMAGE_PIXELS, IMAGE_SIDE
 from digits.model import Mlp
 from digits.params import TtaView
+from digits.reductions import softmax
 from digits.tta import averaged_probabilities
 
 
@@ -44,7 +45,7 @@ class ServingModule(tf.Module):
         scaled = flat * self.scale_step + self.scale_low
         if self.views:
             return {"probabilities": averaged_probabilities(self.model, scaled, self.views, background=self.background)}
-        return {"probabilities": tf.nn.softmax(self.model(scaled))}
+        return {"probabilities": softmax(self.model(scaled))}
 
 
 def export_saved_model(model: Mlp, path: Path | str, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()) -> None:

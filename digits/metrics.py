@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from digits.runtime import tf
+from digits import reductions
 from digits.idx import NUM_CLASSES
 
-_softmax = tf.function(tf.nn.softmax, jit_compile=True)
-_log_softmax = tf.function(tf.nn.log_softmax, jit_compile=True)
+_softmax = tf.function(reductions.softmax, jit_compile=True)
+_log_softmax = tf.function(reductions.log_softmax, jit_compile=True)
 
 
 _log = tf.function(lambda probabilities: tf.math.log(tf.maximum(probabilities, np.finfo(np.float32).tiny)), jit_compile=True)

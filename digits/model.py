@@ -29,10 +29,17 @@ from digits.distribute import REPLICATED
 from digits.errors import PipelineError
 from digits.idx import IMAGE_PIXELS, NUM_CLASSES
 from digits.params import ModelParams
+from digits.reductions import add_bias
 
 INPUT_SIZE = IMAGE_PIXELS
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh}
 EVAL_BATCH = 8192  # images per compiled forward pass when scoring a whole split
+
+
+# The longest sum a single matmul may run. ARM's SME kernels (Apple M4-class chips) sum a longer one in
+# another order than every other CPU's kernels: measured under qemu-aarch64 -cpu max, products with
+# K <= 512 had x86-64's bits and every K from 513 up (784, the first layer's) did not.
+MAX_PRODUCT_DEPTH = 512
 
 
 @tf.custom_gradient
@@ -45,12 +52,36 @@ def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
     layer's inputs explicitly (digits.runtime keeps XLA from folding that
     transpose back into the dot), so every matmul of a step is one that
     digits.runtime's flags send to YNNPACK, with the same bits everywhere.
+    Each is cut along its sum into pieces of at most MAX_PRODUCT_DEPTH
+    (``matmul_in_parts``).
     """
 
     def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return alone(tf.matmul(upstream, weight, transpose_b=True)), alone(tf.matmul(tf.transpose(inputs), upstream))
+        return matmul_in_parts(upstream, weight, transpose_right=True), matmul_in_parts(tf.transpose(inputs), upstream)
 
-    return alone(tf.matmul(inputs, weight)), gradient
+    return matmul_in_parts(inputs, weight), gradient
+
+
+def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool = False) -> tf.Tensor:
+    """``left @ right`` (``right`` transposed if asked: YNNPACK takes that form) as a sum of products over consecutive pieces of the shared axis, none longer than MAX_PRODUCT_DEPTH.
+
+    Every piece is a matmul alone in its YNNPACK call, and the pieces are
+    added left to right by XLA: a product has the same bits on every CPU,
+    SME included. The pieces are as even as multiples of 8 allow (784 is
+    392 + 392, 1024 is 512 + 512); a short axis, or one whose length is
+    known only at run time (a distributed batch's piece), is one matmul.
+    """
+    depth = left.shape[-1]
+    if depth is None or depth <= MAX_PRODUCT_DEPTH:
+        return alone(tf.matmul(left, right, transpose_b=transpose_right))
+    pieces = -(-depth // MAX_PRODUCT_DEPTH)
+    size = -(-(-(-depth // pieces)) // 8) * 8
+    total = None
+    for start in range(0, depth, size):
+        right_piece = right[:, start : start + size] if transpose_right else right[start : start + size]
+        product = alone(tf.matmul(left[:, start : start + size], right_piece, transpose_b=transpose_right))
+        total = product if total is None else total + product
+    return total
 
 
 def alone(product: tf.Tensor) -> tf.Tensor:
@@ -112,7 +143,7 @@ class Mlp(tf.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if layer_input is not None:
                 hidden = layer_input(hidden, i)
-            hidden = dense(hidden, weight) + bias
+            hidden = add_bias(dense(hidden, weight), bias)
             if i < last:
                 hidden = activate(self.activation, hidden)
         return hidden

@@ -17,6 +17,7 @@ import numpy as np
 
 from digits.runtime import tf
 from digits.distribute import REPLICATED
+from digits.fixed_math import power, sin_cos
 from digits.params import TrainParams
 
 EPSILON = 1e-7
@@ -43,10 +44,10 @@ class LearningRate:
     def scheduled(self, step: tf.Tensor) -> tf.Tensor:
         step = tf.cast(step, tf.float32)
         if self.schedule == "exponential":
-            return self.lr * tf.pow(self.decay_rate, step / self.steps_per_epoch)
+            return self.lr * power(self.decay_rate, step / self.steps_per_epoch)
         if self.schedule == "cosine":
             progress = tf.minimum(step, self.total_steps) / self.total_steps
-            return self.lr * 0.5 * (1.0 + tf.cos(math.pi * progress))
+            return self.lr * 0.5 * (1.0 + sin_cos(math.pi * progress)[1])
         return tf.constant(self.lr, tf.float32)
 
 
@@ -154,7 +155,7 @@ class Adam(Optimizer):
         t = tf.cast(self.iterations + 1, tf.float32)
         m.assign(self.beta_1 * m + (1.0 - self.beta_1) * gradient)
         v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
-        corrected_lr = lr * tf.sqrt(1.0 - tf.pow(self.beta_2, t)) / (1.0 - tf.pow(self.beta_1, t))
+        corrected_lr = lr * tf.sqrt(1.0 - power(self.beta_2, t)) / (1.0 - power(self.beta_1, t))
         variable.assign_sub(corrected_lr * m / (tf.sqrt(v) + EPSILON))
 
 

@@ -8,6 +8,7 @@ property of the update rule.
 from __future__ import annotations
 
 from digits.runtime import tf
+from digits.reductions import fixed_sum
 
 
 def smooth_labels(labels: tf.Tensor, amount: float) -> tf.Tensor:
@@ -25,5 +26,5 @@ def max_norm(weight: tf.Tensor, limit: float) -> tf.Tensor:
     rate run without weights growing without bound. Columns within the limit
     are returned unchanged, bit for bit.
     """
-    norms = tf.norm(weight, axis=0, keepdims=True)
+    norms = tf.sqrt(fixed_sum(tf.square(weight), axis=0, keepdims=True))
     return tf.where(norms > limit, weight * (limit / tf.maximum(norms, limit)), weight)

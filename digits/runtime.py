@@ -16,10 +16,16 @@ warning, a traceback) still shows. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2
 (errors only) for the rest of the run. ``DIGITS_TF_LOGS=1`` turns all of it
 off: TensorFlow logs everything, as it would on its own.
 
-**The same bits on every x86-64 CPU.** The training epoch, validation,
-evaluation and the augmentation plot are XLA-compiled, and these flags make
-XLA's code a function of the program alone, not of the CPU it runs on or its
-thread count (docs/reproducibility.md has the measurements):
+**The same bits on every x86-64 and ARM64 CPU.** The training epoch,
+validation, evaluation and the augmentation plot are XLA-compiled, and these
+flags make XLA's code a function of the program alone, not of the CPU it runs
+on, its vector width or its thread count (docs/reproducibility.md has the
+measurements). The program does its part: every sum that reaches an output
+runs in a fixed order (digits.reductions), no matmul sums more than 512
+terms in one piece (digits.model), sin, cos, tan and powers are the
+project's own (digits.fixed_math), and every addition in the augmentation
+adds at most one product, which LLVM fuses into an FMA the same way on
+every CPU:
 
 - ``--xla_cpu_experimental_ynn_fusion_type=dot``: every matmul runs in
   YNNPACK (an XLA library fusion), on all intra-op threads. Its results
@@ -37,10 +43,12 @@ thread count (docs/reproducibility.md has the measurements):
   that YNNPACK does not take becomes XLA's own tiled GEMM, single-threaded,
   whose tiles are fixed when it compiles; none is left in this project's
   programs (tests/test_training.py), this is the net under them.
-- ``--xla_cpu_max_isa=AVX2`` and ``--xla_cpu_prefer_vector_width=256``:
-  every machine compiles for AVX2 with FMA, also one with AVX-512. Without
-  the cap, the compiled augmentation gave other bits on the AVX-512 machine
-  than on AVX2 ones (each piece alone agreed; fused, they did not).
+- ``--xla_cpu_prefer_vector_width=512``: XLA's code uses the machine's
+  own vectors, AVX-512 where there is one (XLA's default stops at 256
+  bits); NEON's 128 bits on ARM. With the program's part above, widths of
+  128, 256 and 512 bits gave the same bits (tests/test_reductions.py).
+  Earlier the ISA was capped at AVX2, because XLA's reductions and two
+  products fused differently at each width.
 - ``--xla_cpu_enable_platform_dependent_math=false``: no instruction whose
   result differs between CPU makers (approximate reciprocals, say).
 
@@ -69,8 +77,7 @@ SAME_BITS_XLA_FLAGS = {
     "--xla_disable_hlo_passes": "transpose-folding",
     "--xla_cpu_multi_thread_eigen": "false",
     "--xla_backend_extra_options": f"xla_force_enable_experimental_llvm_ir_gemm,xla_llvm_ir_gemm_tile_size={GEMM_TILE}",
-    "--xla_cpu_max_isa": "AVX2",
-    "--xla_cpu_prefer_vector_width": "256",
+    "--xla_cpu_prefer_vector_width": "512",
     "--xla_cpu_enable_platform_dependent_math": "false",
 }
 FAST_XLA_FLAGS = {"--xla_cpu_multi_thread_eigen": "false"}

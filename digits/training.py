@@ -31,6 +31,7 @@ resumes where it was.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from digits.errors import PipelineError
 from digits.model import EVAL_BATCH, Mlp, build_model
 from digits.optimizers import Optimizer, make_optimizer
 from digits.params import AugmentParams, ModelParams, TrainParams
+from digits.reductions import fixed_mean, fixed_sum, softmax_cross_entropy
 from digits.regularizers import max_norm, smooth_labels
 
 # Emitted once per traced distributed epoch by tf.data internals; nothing to act on.
@@ -70,9 +72,9 @@ def per_example_loss(name: str, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tens
     gradient of this vector directly were summing gradients over the batch.
     """
     if name == "cross_entropy":
-        return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return softmax_cross_entropy(labels, logits)
     if name == "mse":
-        return tf.reduce_mean(tf.square(labels - logits), axis=-1)
+        return fixed_mean(tf.square(labels - logits), axis=-1)
     raise PipelineError(f"train.loss = {name!r}: allowed are cross_entropy, mse")
 
 
@@ -167,7 +169,7 @@ class Trainer:
         indices = tf.range(tf.shape(images)[0]) if indices is None else indices
         with tf.GradientTape() as tape:
             logits, losses = self.forward(images, labels, indices=indices, epoch=epoch)
-            loss = tf.reduce_mean(losses) if mask is None else tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+            loss = fixed_mean(losses, axis=0) if mask is None else fixed_sum(losses * mask, axis=0) / tf.reduce_sum(mask)
         gradients = tape.gradient(loss, self.model.parameters)
         self.update(gradients)
         return loss, count_correct(labels, logits, mask)
@@ -245,20 +247,24 @@ class Trainer:
 
     def _evaluate_graph(self, images, labels):
         logits = self.result_model(images)
-        return tf.reduce_sum(per_example_loss(self.loss, labels, logits)), count_correct(labels, logits)
+        return per_example_loss(self.loss, labels, logits), count_correct(labels, logits)
 
     def agree_on_start(self, start: int) -> int:
         """The epoch to continue after; one process has nothing to agree with."""
         return start
 
     def evaluate(self, split: Split) -> tuple[float, float]:
-        """(mean loss, accuracy) over a whole split, in chunks of EVAL_BATCH."""
-        loss_sum, correct = 0.0, 0
+        """(mean loss, accuracy) over a whole split, in chunks of EVAL_BATCH.
+
+        The per-example losses are summed by ``math.fsum``, correctly rounded
+        and so independent of any order (digits.reductions).
+        """
+        losses, correct = [], 0
         for start in range(0, len(split), EVAL_BATCH):
-            chunk_loss, chunk_correct = self._evaluate(split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH])
-            loss_sum += float(chunk_loss)
+            chunk_losses, chunk_correct = self._evaluate(split.images[start : start + EVAL_BATCH], split.labels[start : start + EVAL_BATCH])
+            losses.extend(chunk_losses.numpy().tolist())
             correct += int(chunk_correct)
-        return loss_sum / len(split), correct / len(split)
+        return math.fsum(losses) / len(split), correct / len(split)
 
 
 class DistributedTrainer(Trainer):
@@ -288,7 +294,7 @@ class DistributedTrainer(Trainer):
             logits, losses = self.forward(images, labels, indices=indices, epoch=epoch)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch_size)
         self.update(context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(loss, self.model.parameters)))
-        return tf.reduce_sum(losses), tf.cast(count_correct(labels, logits), tf.float32), piece_size
+        return fixed_sum(losses, axis=0), tf.cast(count_correct(labels, logits), tf.float32), piece_size
 
     def _distributed_epoch_graph(self, iterator, num_steps, epoch):
         def train_batch(step):

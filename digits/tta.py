@@ -25,6 +25,7 @@ from digits.augment import affine_sampling_grid, bilinear_resample
 from digits.idx import IMAGE_SIDE
 from digits.model import Mlp, compiled_in_chunks, predict_logits
 from digits.params import TtaView
+from digits.reductions import softmax
 
 
 def view_of(images: tf.Tensor, view: TtaView, *, background: float) -> tf.Tensor:
@@ -41,9 +42,9 @@ def view_of(images: tf.Tensor, view: TtaView, *, background: float) -> tf.Tensor
 
 def averaged_probabilities(model: Mlp, images: tf.Tensor, views: Sequence[TtaView], *, background: float) -> tf.Tensor:
     """The mean of the softmax over the images as they are and as each view sees them (a graph function: trace it)."""
-    total = tf.nn.softmax(model(images))
+    total = softmax(model(images))
     for view in views:
-        total += tf.nn.softmax(model(view_of(images, view, background=background)))
+        total += softmax(model(view_of(images, view, background=background)))
     return total / (1 + len(views))
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from digits.errors import PipelineError
-from digits.model import Mlp, build_model, load_weights, save_weights
+from digits.model import Mlp, build_model, load_weights, matmul_in_parts, save_weights
 from digits.params import load_params
 
 
@@ -104,3 +104,16 @@ def test_layer_input_transforms_what_enters_each_layer():
     assert np.array_equal(logits.numpy(), model(images).numpy())
     zeroed = model(images, layer_input=lambda inputs, layer: inputs * 0.0 if layer == 0 else inputs)
     assert np.array_equal(zeroed.numpy(), model(tf.zeros_like(images)).numpy())
+
+
+@pytest.mark.parametrize("depth, pieces", [(10, 1), (512, 1), (784, 2), (1024, 2), (1500, 3)])
+def test_every_matmul_sums_at_most_512_terms_in_one_piece_and_the_pieces_add_up_to_the_product(depth, pieces):
+    """SME kernels sum more than 512 terms in another order (digits.model.MAX_PRODUCT_DEPTH)."""
+    rng = np.random.default_rng(depth)
+    left, right = rng.standard_normal((4, depth)).astype(np.float32), rng.standard_normal((depth, 6)).astype(np.float32)
+    compiled = tf.function(lambda a, b: matmul_in_parts(a, b), jit_compile=True)
+    hlo = compiled.experimental_get_compiler_ir(left, right)(stage="hlo")
+    assert hlo.count(" dot(") == pieces
+    np.testing.assert_allclose(compiled(left, right).numpy(), left.astype(np.float64) @ right, rtol=1e-4, atol=1e-4)
+    transposed = tf.function(lambda a, b: matmul_in_parts(a, b, transpose_right=True), jit_compile=True)
+    np.testing.assert_array_equal(transposed(left, np.ascontiguousarray(right.T)).numpy(), compiled(left, right).numpy())

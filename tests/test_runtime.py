@@ -78,7 +78,7 @@ def test_xla_flags_are_added_but_never_override_the_users(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x")
     configure_xla_cpu()
     assert os.environ["XLA_FLAGS"].startswith("--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x ")
-    assert "--xla_cpu_multi_thread_eigen=false" not in os.environ["XLA_FLAGS"] and "--xla_cpu_max_isa=AVX2" in os.environ["XLA_FLAGS"]
+    assert "--xla_cpu_multi_thread_eigen=false" not in os.environ["XLA_FLAGS"] and "--xla_cpu_prefer_vector_width=512" in os.environ["XLA_FLAGS"]
 
 
 def test_the_switch_for_cpu_specific_speed_sets_only_the_old_flag(monkeypatch):

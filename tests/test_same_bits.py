@@ -1,9 +1,10 @@
-"""tools/same_bits.py: the real stages write the same bits on emulated CPUs of other makers and generations.
+"""tools/same_bits.py: the real stages write the same bits on emulated CPUs of other makers, generations and architectures.
 
-The emulated comparison needs Debian's qemu-user (.ci/run installs it where
-apt-get works) and is skipped with that reason elsewhere. A tiny net and one
-compiled epoch keep it to a few minutes: under emulation TensorFlow starts
-in ~20 s and XLA compiles every program anew.
+The emulated comparisons need Debian's qemu-user, and the ARM64 one an
+aarch64 Python with the pinned packages (`make aarch64`; .ci/run does both
+where apt-get works); each is skipped with that reason elsewhere. A tiny net
+and one compiled epoch keep them to a few minutes: under emulation
+TensorFlow starts in ~20 s and XLA compiles every program anew.
 """
 
 from __future__ import annotations
@@ -44,3 +45,13 @@ def test_an_emulated_cpu_of_another_maker_and_generation_gives_the_native_bits()
     assert set(results) == {"native-2-threads", "qemu-Haswell-v4"}
     assert same_bits.differences(results) == [], results
     assert all(len(digests) == len(same_bits.OUTPUTS) for digests in results.values())
+
+
+@pytest.mark.skipif(same_bits.aarch64_python() is None, reason="no aarch64 Python in .aarch64/ (make aarch64 builds it, with qemu-user)")
+def test_an_emulated_arm64_cpu_with_sme_gives_the_native_bits():
+    """qemu-aarch64's `max` CPU has NEON, SVE and SME, as Apple M4-class chips: XLA compiles for ARM64, YNNPACK picks
+    its SME kernels, and the first layer's product (k = 784) is the one that differed before it was cut in pieces."""
+    runs = same_bits.planned_runs([2], [], ["max"])
+    results = same_bits.compare(runs, jobs=2, **TINY)
+    assert set(results) == {"native-2-threads", "arm64-max"}
+    assert same_bits.differences(results) == [], results

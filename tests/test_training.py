@@ -84,7 +84,7 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
     images, labels = trainer.resident_tensors(train)
     epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(stage="optimized_hlo")
     validation = trainer._evaluate.experimental_get_compiler_ir(images, labels)(stage="optimized_hlo")
-    dots_in_ynnpack, dots_elsewhere = [], []
+    dots_in_ynnpack, dots_elsewhere, depths = [], [], []
     for hlo in (epoch, validation):
         computations = _computations(hlo)
         library = _library_computations(computations)
@@ -96,11 +96,24 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
                     assert not line.startswith("ROOT") or opcode == "dot", line
                 if opcode == "dot":
                     (dots_in_ynnpack if name in library else dots_elsewhere).append(line)
-    assert len(dots_in_ynnpack) + len(dots_elsewhere) == (3 * 3 - 1 + 2) + 3  # each layer's 3 matmuls (the first layer's input gradient is unused), the blur's 2; validation's 3
+                    depths.append(_depth(line, lines))
+    # each layer's 3 matmuls (the first layer's input gradient is unused, its forward product with k = 784 is two pieces
+    # of 392: digits.model.MAX_PRODUCT_DEPTH), the blur's 2; validation's 3, its first also in two pieces
+    assert len(dots_in_ynnpack) + len(dots_elsewhere) == (3 * 3 - 1 + 1 + 2) + (3 + 1)
     for dot in dots_elsewhere:
         assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dot and "batch_dims" not in dot, dot
-    assert len(dots_in_ynnpack) == 13, dots_elsewhere  # today all of them: the speed of the same bits
+    assert len(dots_in_ynnpack) == 15, dots_elsewhere  # today all of them: the speed of the same bits
+    assert max(depths) == 392  # no sum longer than 512, which SME kernels sum like every other CPU
     assert "custom-call" not in epoch + validation
+
+
+def _depth(dot: str, computation: list[str]) -> int:
+    """The length of the sum a dot instruction runs: its left operand's contracted dimension (the operand's shape is
+    on the line that defines it, in the same computation)."""
+    left = re.search(r"dot\((%[\w.-]+)", dot).group(1)
+    shape = next(line for line in computation if line.startswith(f"{left} = ")).split(" = ", 1)[1]
+    sizes = [int(size) for size in re.match(r"f32\[([\d,]*)\]", shape).group(1).split(",")]
+    return sizes[int(re.search(r"lhs_contracting_dims=\{(\d)\}", dot).group(1))]
 
 
 def test_losses():

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from digits.model import Mlp, predict_logits
 from digits.params import TtaView
+from digits.reductions import softmax
 from digits.tta import averaged_probabilities, tta_logits, view_of
 
 
@@ -25,7 +26,7 @@ def test_no_views_is_exactly_the_plain_prediction_and_the_identity_view_changes_
     model, images = _model(), _images()
     np.testing.assert_array_equal(tta_logits(model, images, [], background=0.0), predict_logits(model, images))
     np.testing.assert_array_equal(view_of(tf.constant(images), TtaView(), background=0.0).numpy(), images)
-    plain = tf.nn.softmax(model(tf.constant(images))).numpy()
+    plain = softmax(model(tf.constant(images))).numpy()
     np.testing.assert_array_equal(averaged_probabilities(model, tf.constant(images), [TtaView()], background=0.0).numpy(), plain)
 
 

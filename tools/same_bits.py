@@ -9,13 +9,18 @@ once, then trained, evaluated and exported by the real stages,
 - natively, once per intra-op thread count (``TF_NUM_INTRAOP_THREADS``);
 - under ``qemu-x86_64 -cpu MODEL`` (Debian's qemu-user) for each CPU model:
   the program then sees that CPU's name, caches and instruction sets (TCG
-  emulates AVX2 and FMA but no AVX-512, so the native run covers AVX-512).
+  emulates AVX2 and FMA but no AVX-512, so the native run covers AVX-512);
+- under ``qemu-aarch64 -cpu MODEL`` for each ARM64 CPU model, with the
+  aarch64 Python and pinned packages that ``make aarch64``
+  (tools/aarch64_python.sh) builds in ``.aarch64/``: NEON (neoverse-n1,
+  cortex-a72), 512-bit SVE (a64fx) and SME (max, as Apple M4-class chips).
 
 Each run's outputs (weights, SavedModel, metrics, plots) are hashed and
 compared with the first run's. The last line is ``same_bits=true`` or
 ``same_bits=false``; the exit status is 1 when any output differs.
 
-    python tools/same_bits.py                                   # 1 2 3 4 8 threads, 3 emulated CPUs
+    python tools/same_bits.py                                   # 1 2 3 4 8 threads, 3 emulated x86 CPUs, 4 emulated ARM64 CPUs
+    python tools/same_bits.py --threads 2 --cpus --arm-cpus max   # native against Apple-M4-like SME alone
     python tools/same_bits.py --threads 2 --cpus EPYC-Rome --hidden 1024 1024 --epochs 2   # the best recipe's net
 
 Emulation is slow: TensorFlow starts in ~20 s under it, and each stage
@@ -42,6 +47,9 @@ DEFAULT_THREADS = (1, 2, 3, 4, 8)
 # AMD Zen 2, Intel Haswell, Hygon (a Zen licensee). qemu 7.2 mis-runs code built for later Intel
 # models (docs/reproducibility.md): Skylake crashes with DIGITS_SAME_BITS=0 too.
 DEFAULT_CPUS = ("EPYC-Rome", "Haswell-v4", "Dhyana-v2")
+# Graviton 2 (NEON), Fujitsu A64FX (512-bit SVE), Raspberry Pi 4, and every extension qemu has (SME: Apple M4-class).
+DEFAULT_ARM_CPUS = ("neoverse-n1", "a64fx", "cortex-a72", "max")
+AARCH64_DIR = ROOT / ".aarch64"  # made by `make aarch64` (tools/aarch64_python.sh)
 FAILED = "failed"
 OUTPUTS = ("models/weights.npz", "models/saved_model", "metrics/train.json", "metrics/evaluate.json",
            "plots/train_history.csv", "plots/augmented.png", "plots/confusion.csv", "plots/misclassified.png")
@@ -62,10 +70,17 @@ class Run:
     name: str
     launcher: tuple[str, ...] = ()
     threads: int | None = None
+    python: str = sys.executable
 
 
 def qemu_available() -> bool:
     return shutil.which("qemu-x86_64") is not None
+
+
+def aarch64_python(directory: Path = AARCH64_DIR) -> Path | None:
+    """The aarch64 Python that ``make aarch64`` builds, if it is there and qemu-aarch64 can run it."""
+    python = directory / "venv" / "bin" / "python"
+    return python if python.exists() and shutil.which("qemu-aarch64") else None
 
 
 def write_params(workdir: Path, *, hidden: list[int], epochs: int, train_size: int, test_size: int) -> None:
@@ -92,7 +107,7 @@ def run_stages(run: Run, prepared: Path, workdir: Path) -> None:
     shutil.copytree(prepared / "data" / "prepared", workdir / "data" / "prepared")
     shutil.copy(prepared / "params.yaml", workdir / "params.yaml")
     for stage in ("train", "evaluate", "export"):
-        command = [*run.launcher, sys.executable, "-m", f"stages.{stage}"]
+        command = [*run.launcher, run.python, "-m", f"stages.{stage}"]
         result = subprocess.run(command, cwd=workdir, env=stage_env(run.threads), capture_output=True, text=True)
         if result.returncode != 0:
             noise = "TCG doesn't support requested feature"  # qemu's note on every thread it starts
@@ -153,15 +168,20 @@ def differences(results: dict[str, dict[str, str]]) -> list[str]:
     return found
 
 
-def planned_runs(threads: list[int], cpus: list[str]) -> list[Run]:
+def planned_runs(threads: list[int], cpus: list[str], arm_cpus: list[str] = (), *, aarch64: Path = AARCH64_DIR) -> list[Run]:
     runs = [Run(f"native-{count}-threads", threads=count) for count in threads]
-    return runs + [Run(f"qemu-{model}", launcher=("qemu-x86_64", "-cpu", model)) for model in cpus]
+    runs += [Run(f"qemu-{model}", launcher=("qemu-x86_64", "-cpu", model)) for model in cpus]
+    arm_python = str(aarch64 / "venv" / "bin" / "python")
+    return runs + [Run(f"arm64-{model}", launcher=("qemu-aarch64", "-cpu", model, "-L", str(aarch64 / "root")), python=arm_python)
+                   for model in arm_cpus]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="*", default=list(DEFAULT_THREADS), help="native runs, one per intra-op thread count")
     parser.add_argument("--cpus", nargs="*", default=list(DEFAULT_CPUS), help="emulated runs, one per qemu -cpu model (qemu-x86_64 -cpu help)")
+    parser.add_argument("--arm-cpus", nargs="*", default=list(DEFAULT_ARM_CPUS), help="emulated ARM64 runs, one per qemu-aarch64 -cpu model")
+    parser.add_argument("--aarch64", type=Path, default=AARCH64_DIR, help="the aarch64 Python's folder (make aarch64 builds .aarch64/)")
     parser.add_argument("--hidden", type=int, nargs="*", default=[64, 32])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=1500)
@@ -171,7 +191,10 @@ def main() -> None:
     if args.cpus and not qemu_available():
         print("qemu-x86_64 is not installed (Debian: apt-get install qemu-user): the emulated CPUs are left out")
         args.cpus = []
-    runs = planned_runs(args.threads, args.cpus)
+    if args.arm_cpus and not aarch64_python(args.aarch64):
+        print(f"no aarch64 Python in {args.aarch64} (make aarch64 builds it, with qemu-user): the emulated ARM64 CPUs are left out")
+        args.arm_cpus = []
+    runs = planned_runs(args.threads, args.cpus, args.arm_cpus, aarch64=args.aarch64.resolve())
     print(f"net 784-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs on {args.train_size} images, every training feature on; "
           f"{len(runs)} runs: {', '.join(run.name for run in runs)}", flush=True)
     results = compare(runs, hidden=args.hidden, epochs=args.epochs, train_size=args.train_size, test_size=args.test_size, jobs=args.jobs)
