@@ -37,9 +37,7 @@ bench: setup $(VENV)/.bench-installed
 	$(RUN) $(BIN)/python benchmarks/train_speed.py
 
 # The same with PyTorch's two contenders too (its own pinned file: several GB, see requirements-torch.txt).
-bench-torch: setup $(VENV)/.bench-installed $(VENV)/.torch-installed
-	$(RUN) $(BIN)/dvc repro prepare
-	$(RUN) $(BIN)/python benchmarks/train_speed.py
+bench-torch: $(VENV)/.torch-installed bench
 
 $(VENV)/.torch-installed: $(VENV)/.installed requirements-torch.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-torch.txt

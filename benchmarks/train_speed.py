@@ -217,18 +217,17 @@ def torch_contender(name: str, layer_sizes: list[int], batch: int, train):
     for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     model = nn.Sequential(*layers[:-1])
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()
     images, classes = torch.from_numpy(train.images), torch.from_numpy(train.classes)
 
-    def step(x, y):
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
     if name == TORCH:
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+
+        def step(x, y):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            optimizer.step()
+
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, classes), batch_size=batch, shuffle=True)
 
         def run_epoch(_epoch):

@@ -26,8 +26,7 @@ import math
 import numpy as np
 
 from digits.runtime import tf
-from digits import fixed_math
-from digits.fixed_math import sin_cos
+from digits.fixed_math import sin_cos, tan as fixed_tan
 from digits.idx import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
@@ -67,7 +66,7 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
     Sampling needs the inverse map, A^-1 (p - c - t) + c.
     """
     theta = rotation * (math.pi / 180.0)
-    (sin, cos), tan = sin_cos(theta), fixed_math.tan(shear * (math.pi / 180.0))  # the C library's sinf and tanf differ by CPU
+    (sin, cos), tan = sin_cos(theta), fixed_tan(shear * (math.pi / 180.0))  # the C library's sinf and tanf differ by CPU
     # Forward map on (x, y) with y pointing down: A = scale * R(theta) @ [[1, tan], [0, 1]],
     # R = [[cos, sin], [-sin, cos]] (counter-clockwise on screen). Its inverse, written out:
     # A^-1 = [[1, -tan], [0, 1]] @ [[cos, -sin], [sin, cos]] / scale.

@@ -17,6 +17,7 @@ the same bits on every x86-64 CPU (docs/reproducibility.md).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,8 +75,8 @@ def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool 
     depth = left.shape[-1]
     if depth is None or depth <= MAX_PRODUCT_DEPTH:
         return alone(tf.matmul(left, right, transpose_b=transpose_right))
-    pieces = -(-depth // MAX_PRODUCT_DEPTH)
-    size = -(-(-(-depth // pieces)) // 8) * 8
+    pieces = math.ceil(depth / MAX_PRODUCT_DEPTH)
+    size = 8 * math.ceil(depth / pieces / 8)  # the even share, rounded up to a multiple of 8
     total = None
     for start in range(0, depth, size):
         right_piece = right[:, start : start + size] if transpose_right else right[start : start + size]

@@ -71,15 +71,20 @@ def fixed_mean(values: tf.Tensor, *, axis: int, keepdims: bool = False) -> tf.Te
     return fixed_sum(values, axis=axis, keepdims=keepdims) / values.shape[axis]
 
 
+def _shifted(logits: tf.Tensor) -> tf.Tensor:
+    """``logits`` less their row maximum (exact in any order), so that exp never overflows."""
+    return logits - tf.reduce_max(logits, axis=-1, keepdims=True)
+
+
 def softmax(logits: tf.Tensor) -> tf.Tensor:
     """Class probabilities over the last axis, with the normalising sum in the fixed order."""
-    exps = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+    exps = tf.exp(_shifted(logits))
     return exps / fixed_sum(exps, axis=-1, keepdims=True)
 
 
 def log_softmax(logits: tf.Tensor) -> tf.Tensor:
     """log(softmax(logits)), computed as shifted - log(sum(exp(shifted))) for range, the sum in the fixed order."""
-    shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
+    shifted = _shifted(logits)
     return shifted - tf.math.log(fixed_sum(tf.exp(shifted), axis=-1, keepdims=True))
 
 
@@ -92,7 +97,7 @@ def softmax_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     softmax - labels; none for the labels, which are data here), with every
     sum over the classes in the fixed order.
     """
-    shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
+    shifted = _shifted(logits)
     exps = tf.exp(shifted)
     sums = fixed_sum(exps, axis=-1, keepdims=True)
     losses = fixed_sum(labels * (tf.math.log(sums) - shifted), axis=-1)

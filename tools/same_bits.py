@@ -77,9 +77,13 @@ def qemu_available() -> bool:
     return shutil.which("qemu-x86_64") is not None
 
 
+def aarch64_python_path(directory: Path = AARCH64_DIR) -> Path:
+    return directory / "venv" / "bin" / "python"
+
+
 def aarch64_python(directory: Path = AARCH64_DIR) -> Path | None:
     """The aarch64 Python that ``make aarch64`` builds, if it is there and qemu-aarch64 can run it."""
-    python = directory / "venv" / "bin" / "python"
+    python = aarch64_python_path(directory)
     return python if python.exists() and shutil.which("qemu-aarch64") else None
 
 
@@ -171,7 +175,7 @@ def differences(results: dict[str, dict[str, str]]) -> list[str]:
 def planned_runs(threads: list[int], cpus: list[str], arm_cpus: list[str] = (), *, aarch64: Path = AARCH64_DIR) -> list[Run]:
     runs = [Run(f"native-{count}-threads", threads=count) for count in threads]
     runs += [Run(f"qemu-{model}", launcher=("qemu-x86_64", "-cpu", model)) for model in cpus]
-    arm_python = str(aarch64 / "venv" / "bin" / "python")
+    arm_python = str(aarch64_python_path(aarch64))
     return runs + [Run(f"arm64-{model}", launcher=("qemu-aarch64", "-cpu", model, "-L", str(aarch64 / "root")), python=arm_python)
                    for model in arm_cpus]
 
