@@ -1,21 +1,35 @@
 # Two entry points (see README): `make repro` and `make test`.
-# Both build .venv from the pinned requirements.txt first; nothing else is needed
-# beyond Python 3.11, git and make. All data ships in the repository.
+# Both build .venv from the pinned requirements first; nothing else is needed
+# beyond Python 3.11, 3.12 or 3.13, git and make. All data ships in the repository.
+# requirements.txt (what the stages import) is a dep of the computing stages; the other
+# requirements-*.txt (DVC, test, lint and benchmark tools) are not, so bumping them reruns nothing.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Empty: tools/supported_python.sh picks the first of python3.13, python3.12, python3.11, python3 that is
+# supported; `make PYTHON=/path/to/python3.12 ...` picks that one (checked the same way).
+PYTHON ?=
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 # Stages run `python -m stages.X`: put the venv first so dvc finds its python.
 RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
-.PHONY: setup repro test bench bench-torch lock clean plots-template aarch64
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input
+
+.PHONY: setup repro test lint format deps bench bench-torch lock clean plots-template aarch64
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required, found " + sys.version)'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dvc.txt
+	@python=$$(tools/supported_python.sh $(PYTHON)) && echo "make: building $(VENV) with $$python ($$("$$python" --version))" \
+	  && "$$python" -m venv $(VENV)
+	$(PIP_INSTALL) -r requirements.txt -r requirements-dvc.txt
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
+	$(PIP_INSTALL) -r requirements-test.txt
+	touch $@
+
+$(VENV)/.lint-installed: $(VENV)/.installed requirements-lint.txt
+	$(PIP_INSTALL) -r requirements-lint.txt
 	touch $@
 
 # `dvc plots show` renders offline with the committed page template .dvc/offline_plots.html (.dvc/config
@@ -28,8 +42,21 @@ repro: setup
 
 # Two workers (pytest-xdist): most tests wait on a stage's start-up or an emulated CPU, one core each.
 TEST_WORKERS ?= 2
-test: setup
+test: $(VENV)/.test-installed
 	$(RUN) $(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+# The linter and formatter (settings in pyproject.toml); CI runs `make lint` before `make test`.
+lint: $(VENV)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.lint-installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# dvc.yaml's code deps, written from the stages' imports (tests/test_pipeline.py checks nothing differs).
+deps: setup
+	$(BIN)/python tools/stage_deps.py
 
 # The speed benchmark against JAX and Keras fit; JAX comes from its own pinned file.
 bench: setup $(VENV)/.bench-installed
@@ -40,11 +67,11 @@ bench: setup $(VENV)/.bench-installed
 bench-torch: $(VENV)/.torch-installed bench
 
 $(VENV)/.torch-installed: $(VENV)/.installed requirements-torch.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-torch.txt
+	$(PIP_INSTALL) -r requirements-torch.txt
 	touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r requirements-bench.txt
+	$(PIP_INSTALL) -r requirements-bench.txt
 	touch $@
 
 # An aarch64 Python with the pinned packages in .aarch64/, run under qemu-user: the emulated ARM64 CPUs of
@@ -55,11 +82,11 @@ aarch64: .aarch64/.installed
 	tools/aarch64_python.sh .aarch64 requirements.txt
 	touch $@
 
-# Re-pin the full dependency tree after editing requirements.in.
+# Re-pin every requirements file after editing requirements.in (tools/lock_requirements.py splits them by role).
 lock:
-	rm -rf /tmp/digits-lock && $(PYTHON) -m venv /tmp/digits-lock
+	rm -rf /tmp/digits-lock && python=$$(tools/supported_python.sh $(PYTHON)) && "$$python" -m venv /tmp/digits-lock
 	/tmp/digits-lock/bin/pip install --quiet -r requirements.in
-	/tmp/digits-lock/bin/pip freeze --exclude-editable > requirements.txt
+	/tmp/digits-lock/bin/python tools/lock_requirements.py /tmp/digits-lock/bin/python
 
 clean:
 	rm -rf $(VENV) data/prepared models dvc_plots

@@ -29,20 +29,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+from digits.runtime import tf
 
-from digits.runtime import tf  # noqa: E402
-from digits.data import load_split  # noqa: E402
-from digits.distribute import describe, make_strategy  # noqa: E402
-from digits.params import load_params  # noqa: E402
-from digits.data import steps_per_epoch  # noqa: E402
-from digits.training import Trainer, build_trainer, epoch_order  # noqa: E402
+import numpy as np
+
+from digits.data import (
+    load_split,
+    steps_per_epoch,
+)
+from digits.distribute import describe, make_strategy
+from digits.params import load_params
+from digits.trainer import Trainer
+from digits.training import build_trainer, epoch_order
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per mode; epoch 1 (tracing, chunked) is not timed")
-    parser.add_argument("--devices", type=int, default=2, help="logical CPU devices when there is no GPU (GPUs: all are used)")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per mode; epoch 1 (tracing, chunked) is not timed"
+    )
+    parser.add_argument(
+        "--devices", type=int, default=2, help="logical CPU devices when there is no GPU (GPUs: all are used)"
+    )
     args = parser.parse_args()
 
     params = load_params()
@@ -53,11 +61,15 @@ def main() -> None:
     tf.config.experimental.enable_op_determinism()
     train = load_split("train")
     steps = steps_per_epoch(len(train), settings.batch_size)
-    print(f"{len(train)} images, batch {settings.batch_size}, {steps} steps per epoch, TensorFlow {tf.__version__}, "
-          f"{os.cpu_count()} CPUs, {len(gpus)} GPUs; mirrored: {describe(strategy)}")
+    print(
+        f"{len(train)} images, batch {settings.batch_size}, {steps} steps per epoch, TensorFlow {tf.__version__}, "
+        f"{os.cpu_count()} CPUs, {len(gpus)} GPUs; mirrored: {describe(strategy)}"
+    )
 
     trainers = {
-        name: build_trainer(params.model, settings, input_size=train.images.shape[1], train_size=len(train), strategy=mode_strategy)
+        name: build_trainer(
+            params.model, settings, input_size=train.images.shape[1], train_size=len(train), strategy=mode_strategy
+        )
         for name, mode_strategy in (("none", None), ("mirrored", strategy), ("control", None))
     }
 
@@ -71,8 +83,10 @@ def main() -> None:
             trainer.train_epoch(train, np.concatenate(orders[name][done:until]))
         done = until
         differences = {name: max_difference(trainers["none"], trainers[name]) for name in ("mirrored", "control")}
-        print(f"after {until:4d} steps: max |weights - single device|: mirrored {differences['mirrored']:.3g}, "
-              f"control (single device, each batch reversed) {differences['control']:.3g}")
+        print(
+            f"after {until:4d} steps: max |weights - single device|: mirrored {differences['mirrored']:.3g}, "
+            f"control (single device, each batch reversed) {differences['control']:.3g}"
+        )
 
     # Epochs 2..N: seconds per epoch
     for name in ("none", "mirrored"):

@@ -9,7 +9,8 @@ the validation split, never the test set:
 - the average, test-time augmented over ``--views`` (digits.tta);
 - the committee of all the runs given, averaged and augmented likewise (digits.committee's rule, mean probability).
 
-    python benchmarks/what_each_piece_buys.py runs/run0 runs/run1 runs/run2 --views '[{shift: [1, 0]}, {shift: [-1, 0]}]'
+    python benchmarks/what_each_piece_buys.py runs/run0 runs/run1 runs/run2 --views '[{shift: [1, 0]}, {shift: [-1,
+    0]}]'
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from digits.runtime import tf  # noqa: E402,F401 - first: quiet start-up, XLA flags
-from digits.data import load_split  # noqa: E402
-from digits.model import Mlp  # noqa: E402
-from digits.params import TtaView  # noqa: E402
-from digits.tta import tta_probabilities  # noqa: E402
+from digits.runtime import tf  # noqa: F401 - first: quiet start-up, XLA flags
+
+from digits.data import load_split
+from digits.model import Mlp
+from digits.params import TtaView
+from digits.tta import tta_probabilities
 
 
 def network(checkpoint: Path, prefix: str) -> Mlp:
@@ -60,12 +62,20 @@ def main() -> None:
         checkpoint = run / "models/checkpoint.npz"
         trained, averaged = network(checkpoint, "model/"), network(checkpoint, "average/")
         augmented.append(tta_probabilities(averaged, val.images, views, background=args.background))
-        figures = [errors(tta_probabilities(network, val.images, [], background=args.background), val.classes) for network in (trained, averaged)]
+        figures = [
+            errors(tta_probabilities(network, val.images, [], background=args.background), val.classes)
+            for network in (trained, averaged)
+        ]
         figures.append(errors(augmented[-1], val.classes))
-        print(f"  {run}: trained weights {figures[0]}, averaged {figures[1]}, averaged + {len(views)} test-time views {figures[2]}")
+        print(
+            f"  {run}: trained weights {figures[0]}, averaged {figures[1]}, averaged + {len(views)} test-time views "
+            f"{figures[2]}"
+        )
     if len(args.runs) > 1:
         committee = errors(np.mean(augmented, axis=0), val.classes)
-        print(f"  committee of the {len(args.runs)} runs (averaged + views): {committee} ({1 - committee / len(val):.4f})")
+        print(
+            f"  committee of the {len(args.runs)} runs (averaged + views): {committee} ({1 - committee / len(val):.4f})"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ is refused with a reason instead of a numpy traceback or a 4 TiB allocation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -65,7 +66,8 @@ def write_error(path: Path | str, error: OSError) -> WriteError:
 
 
 def check_writable(*paths: Path | str) -> None:
-    """Refuse, before any work, outputs that could not be written: a directory in the place of a file, an unwritable directory.
+    """Refuse, before any work, outputs that could not be written: a directory in the place of a file, an unwritable
+    directory.
 
     A full disk cannot be foreseen; atomic_path reports it when it happens.
     """
@@ -108,10 +110,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         else:
             os.replace(temporary, path)
     except BaseException as error:
-        try:
+        # the temporary never came to exist (read-only directory) or cannot go: the error below matters more
+        with contextlib.suppress(OSError):
             _remove(temporary)
-        except OSError:
-            pass  # the temporary never came to exist (read-only directory) or cannot go: the error below matters more
         if isinstance(error, OSError):
             raise write_error(path, error) from None
         raise
@@ -165,7 +166,9 @@ class ArraySpec:
 
     def problem(self, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
         dtype_ok = dtype.kind == "U" if self.dtype == "str" else dtype == np.dtype(self.dtype)
-        shape_ok = len(shape) == len(self.shape) and all(isinstance(want, str) or want == got for want, got in zip(self.shape, shape))
+        shape_ok = len(shape) == len(self.shape) and all(
+            isinstance(want, str) or want == got for want, got in zip(self.shape, shape)
+        )
         if dtype_ok and shape_ok:
             return None
         wanted = "(" + ", ".join(map(str, self.shape)) + ("," if len(self.shape) == 1 else "") + ")"
@@ -199,11 +202,15 @@ def npz_headers(path: Path | str) -> dict[str, tuple[tuple[int, ...], np.dtype]]
                     shape, _, dtype = NPY_HEADER_READERS[version](stream)  # the header only
                     header_bytes = stream.tell()
                 if dtype.hasobject:
-                    raise PipelineError(f"{path}: array {name!r} holds Python objects (pickled data), which this project never loads")
+                    raise PipelineError(
+                        f"{path}: array {name!r} holds Python objects (pickled data), which this project never loads"
+                    )
                 needed = math.prod(shape) * dtype.itemsize
                 if needed > member.file_size - header_bytes:
-                    raise PipelineError(f"{path}: damaged: array {name!r} claims shape {shape} ({needed:,} bytes) "
-                                        f"but holds {member.file_size - header_bytes:,} bytes")
+                    raise PipelineError(
+                        f"{path}: damaged: array {name!r} claims shape {shape} ({needed:,} bytes) "
+                        f"but holds {member.file_size - header_bytes:,} bytes"
+                    )
                 headers[name] = (tuple(shape), dtype)
     except PipelineError:
         raise
@@ -212,8 +219,13 @@ def npz_headers(path: Path | str) -> dict[str, tuple[tuple[int, ...], np.dtype]]
     return headers
 
 
-def check_npz(path: Path | str, headers: Mapping[str, tuple[tuple[int, ...], np.dtype]], expected: Mapping[str, ArraySpec],
-              *, optional: Collection[str] = ()) -> None:
+def check_npz(
+    path: Path | str,
+    headers: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+    expected: Mapping[str, ArraySpec],
+    *,
+    optional: Collection[str] = (),
+) -> None:
     """Raise PipelineError naming the first array that is missing, unexpected, or of the wrong dtype or shape."""
     missing = [name for name in expected if name not in headers and name not in optional]
     if missing:
@@ -227,8 +239,13 @@ def check_npz(path: Path | str, headers: Mapping[str, tuple[tuple[int, ...], np.
             raise PipelineError(f"{path}: array {name!r} {problem}")
 
 
-def load_npz(path: Path | str, expected: Mapping[str, ArraySpec] | None = None, *, optional: Collection[str] = (),
-             only: Collection[str] | None = None) -> dict[str, np.ndarray]:
+def load_npz(
+    path: Path | str,
+    expected: Mapping[str, ArraySpec] | None = None,
+    *,
+    optional: Collection[str] = (),
+    only: Collection[str] | None = None,
+) -> dict[str, np.ndarray]:
     """The arrays of an .npz (all, or those named in ``only``), its headers checked first
     (against ``expected``, if given); never unpickles anything."""
     headers = npz_headers(path)

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 
+from digits.runtime import tf
+
 import numpy as np
 
-from digits.runtime import tf
-from digits.fixed_math import sin_cos, tan as fixed_tan
-from digits.idx import IMAGE_SIDE
+from digits.fixed_math import sin_cos
+from digits.fixed_math import tan as fixed_tan
+from digits.mnist import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
 
@@ -37,7 +39,9 @@ def is_identity(settings: AugmentParams) -> bool:
     return not any((settings.rotation, settings.scale, settings.shift, settings.shear, settings.elastic_alpha))
 
 
-def augment(images: tf.Tensor, *, settings: AugmentParams, epoch: tf.Tensor | int, indices: tf.Tensor, background: float) -> tf.Tensor:
+def augment(
+    images: tf.Tensor, *, settings: AugmentParams, epoch: tf.Tensor | int, indices: tf.Tensor, background: float
+) -> tf.Tensor:
     """Distorted copies of flattened (N, 784) images, each drawn from (settings.seed, epoch, its index)."""
     count = tf.shape(images)[0]
     draws = 2.0 * uniform(seed=settings.seed, stream=AFFINE_STREAM, epoch=epoch, indices=indices, count=5) - 1.0
@@ -50,14 +54,23 @@ def augment(images: tf.Tensor, *, settings: AugmentParams, epoch: tf.Tensor | in
     )
     if settings.elastic_alpha > 0:
         dx, dy = elastic_displacement(
-            uniform(seed=settings.seed, stream=ELASTIC_STREAM, epoch=epoch, indices=indices, count=2 * IMAGE_SIDE * IMAGE_SIDE),
-            alpha=settings.elastic_alpha, sigma=settings.elastic_sigma,
+            uniform(
+                seed=settings.seed,
+                stream=ELASTIC_STREAM,
+                epoch=epoch,
+                indices=indices,
+                count=2 * IMAGE_SIDE * IMAGE_SIDE,
+            ),
+            alpha=settings.elastic_alpha,
+            sigma=settings.elastic_sigma,
         )
         x, y = x + dx, y + dy
     return bilinear_resample(tf.reshape(images, [count, IMAGE_SIDE, IMAGE_SIDE]), x=x, y=y, background=background)
 
 
-def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Tensor, shift: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def affine_sampling_grid(
+    *, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Tensor, shift: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Where each output pixel samples its input, (N, 28, 28) x (column) and y (row), for per-image transforms.
 
     The digit is turned ``rotation`` degrees counter-clockwise as displayed,
@@ -66,7 +79,10 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
     Sampling needs the inverse map, A^-1 (p - c - t) + c.
     """
     theta = rotation * (math.pi / 180.0)
-    (sin, cos), tan = sin_cos(theta), fixed_tan(shear * (math.pi / 180.0))  # the C library's sinf and tanf differ by CPU
+    (sin, cos), tan = (
+        sin_cos(theta),
+        fixed_tan(shear * (math.pi / 180.0)),
+    )  # the C library's sinf and tanf differ by CPU
     # Forward map on (x, y) with y pointing down: A = scale * R(theta) @ [[1, tan], [0, 1]],
     # R = [[cos, sin], [-sin, cos]] (counter-clockwise on screen). Its inverse, written out:
     # A^-1 = [[1, -tan], [0, 1]] @ [[cos, -sin], [sin, cos]] / scale.
@@ -78,7 +94,9 @@ def affine_sampling_grid(*, rotation: tf.Tensor, scale: tf.Tensor, shear: tf.Ten
     pixels = tf.range(IMAGE_SIDE, dtype=tf.float32) - centre
     px = pixels[None, None, :] - shift[:, 0, None, None]  # (N, 1, 28)
     py = pixels[None, :, None] - shift[:, 1, None, None]  # (N, 28, 1)
-    inverse_xx, inverse_xy, inverse_yx, inverse_yy = (value[:, None, None] for value in (inverse_xx, inverse_xy, inverse_yx, inverse_yy))
+    inverse_xx, inverse_xy, inverse_yx, inverse_yy = (
+        value[:, None, None] for value in (inverse_xx, inverse_xy, inverse_yx, inverse_yy)
+    )
     x = inverse_xx * px + (inverse_xy * py + centre)
     y = inverse_yx * px + (inverse_yy * py + centre)
     return x, y
@@ -91,6 +109,7 @@ def gaussian_matrix(sigma: float, size: int = IMAGE_SIDE) -> np.ndarray:
     (AVX-512 or AVX2) and the two round differently, which would make the
     augmentation, and so every trained weight, depend on the machine.
     """
+
     def gaussian(offset: int) -> float:
         return math.exp(-0.5 * (offset / sigma) ** 2)
 
@@ -126,7 +145,9 @@ def bilinear_resample(images: tf.Tensor, *, x: tf.Tensor, y: tf.Tensor, backgrou
     positions the weights are exactly 1, 0, 0, 0 and a pixel comes back unchanged.
     """
     count, padded_side = tf.shape(images)[0], IMAGE_SIDE + 2
-    padded = tf.reshape(tf.pad(images, [[0, 0], [1, 1], [1, 1]], constant_values=background), [count, padded_side * padded_side])
+    padded = tf.reshape(
+        tf.pad(images, [[0, 0], [1, 1], [1, 1]], constant_values=background), [count, padded_side * padded_side]
+    )
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = x - x0, y - y0
 

@@ -22,6 +22,7 @@ checkpoint, so a resumed run ends with the uninterrupted run's bits.
 from __future__ import annotations
 
 from digits.runtime import tf
+
 from digits.model import Mlp
 
 RAMP_OFFSET = 10.0  # decay_t = (1 + t) / (10 + t) until it reaches the decay asked for

@@ -59,7 +59,9 @@ class History:
         self.rows.append(record)
 
     def keep(self, mode: str) -> None:
-        """Set ``kept_epoch`` for ``train.keep = mode``: the best epoch so far, or the last; what the model keeps if the run ends here."""
+        """Set ``kept_epoch`` for ``train.keep = mode``: the best epoch so far, or the last; what the model keeps if the
+        run ends here.
+        """
         self.kept_epoch = self.best_epoch if mode == "best" else self.rows[-1].epoch
 
     @property
@@ -82,22 +84,37 @@ class History:
         return next(row for row in self.rows if row.epoch == self.kept_epoch)._asdict()
 
 
-def save_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, average: Mlp | None = None, epoch: int, run_fingerprint: str,
-                    history: History) -> None:
-    save_npz(path, {
-        **{f"model/{k}": v for k, v in model.get_arrays().items()},
-        **{f"optimizer/{k}": v for k, v in optimizer.state_arrays().items()},
-        **{f"average/{k}": v for k, v in (average.get_arrays() if average is not None else {}).items()},
-        "epoch": np.array(epoch, np.int64),
-        "fingerprint": np.array(run_fingerprint),
-        "history": np.array(history.rows, np.float64).reshape(-1, len(HISTORY_COLUMNS)),
-        "stopped_early": np.array(history.stopped_early),
-        **{f"best/{k}": v for k, v in (history.best_weights or {}).items()},
-    })
+def save_checkpoint(
+    path: Path,
+    *,
+    model: Mlp,
+    optimizer: Optimizer,
+    average: Mlp | None = None,
+    epoch: int,
+    run_fingerprint: str,
+    history: History,
+) -> None:
+    save_npz(
+        path,
+        {
+            **{f"model/{k}": v for k, v in model.get_arrays().items()},
+            **{f"optimizer/{k}": v for k, v in optimizer.state_arrays().items()},
+            **{f"average/{k}": v for k, v in (average.get_arrays() if average is not None else {}).items()},
+            "epoch": np.array(epoch, np.int64),
+            "fingerprint": np.array(run_fingerprint),
+            "history": np.array(history.rows, np.float64).reshape(-1, len(HISTORY_COLUMNS)),
+            "stopped_early": np.array(history.stopped_early),
+            **{f"best/{k}": v for k, v in (history.best_weights or {}).items()},
+        },
+    )
 
 
 def checkpoint_spec(model: Mlp, optimizer: Optimizer, *, averaged: bool = False) -> dict[str, ArraySpec]:
-    """What a checkpoint of this model and optimizer holds (``save_checkpoint``); the ``best/`` weights are there only for keep: best."""
+    """What a checkpoint of this model and optimizer holds (``save_checkpoint``); the ``best/`` weights are there only
+    for
+    keep: best.
+    """
+
     def spec(array: np.ndarray) -> ArraySpec:
         return ArraySpec(array.dtype.name, array.shape)
 
@@ -114,8 +131,16 @@ def checkpoint_spec(model: Mlp, optimizer: Optimizer, *, averaged: bool = False)
     }
 
 
-def restore_checkpoint(path: Path, *, model: Mlp, optimizer: Optimizer, average: Mlp | None = None, run_fingerprint: str, epochs: int,
-                       log: Callable[[str], None]) -> tuple[int, History]:
+def restore_checkpoint(
+    path: Path,
+    *,
+    model: Mlp,
+    optimizer: Optimizer,
+    average: Mlp | None = None,
+    run_fingerprint: str,
+    epochs: int,
+    log: Callable[[str], None],
+) -> tuple[int, History]:
     """(epochs already done, their history) from ``path`` if it belongs to this run, else (0, empty).
 
     A checkpoint is only ever a shortcut: one that is damaged, crafted or of

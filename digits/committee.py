@@ -21,7 +21,10 @@ MEMBERS_DIR = Path("members")
 
 
 def member_root(member: int) -> Path:
-    """Where member K's train stage writes (models/, metrics/, plots/ below it); member 0 is the pipeline's own network, at the top."""
+    """Where member K's train stage writes (models/, metrics/, plots/ below it); member 0 is the pipeline's own network,
+    at
+    the top.
+    """
     return Path(".") if member == 0 else MEMBERS_DIR / str(member)
 
 
@@ -29,9 +32,15 @@ def member_params(params: Params, member: int) -> Params:
     """``params`` with every seed of a training run moved by ``member``: init, data order, dropout and augmentation."""
     if member == 0:
         return params
-    return params.model_copy(update={
-        "model": params.model.model_copy(update={"init_seed": params.model.init_seed + member}),
-        "train": params.train.model_copy(update={"shuffle_seed": params.train.shuffle_seed + member,
-                                                 "dropout_seed": params.train.dropout_seed + member}),
-        "augment": params.augment.model_copy(update={"seed": params.augment.seed + member}),
-    })
+    return params.model_copy(
+        update={
+            "model": params.model.model_copy(update={"init_seed": params.model.init_seed + member}),
+            "train": params.train.model_copy(
+                update={
+                    "shuffle_seed": params.train.shuffle_seed + member,
+                    "dropout_seed": params.train.dropout_seed + member,
+                }
+            ),
+            "augment": params.augment.model_copy(update={"seed": params.augment.seed + member}),
+        }
+    )

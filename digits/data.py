@@ -15,7 +15,7 @@ import numpy as np
 
 from digits.artifacts import ArraySpec, load_npz
 from digits.errors import PipelineError
-from digits.idx import NUM_CLASSES
+from digits.mnist import NUM_CLASSES
 
 PREPARED_DIR = Path("data/prepared")
 SPLITS = ("train", "val", "test")
@@ -47,7 +47,9 @@ def split_path(name: str, prepared_dir: Path = PREPARED_DIR) -> Path:
 def load_split(name: str, prepared_dir: Path = PREPARED_DIR) -> Split:
     """Load one prepared split, checking names, dtypes, shapes and values."""
     path = split_path(name, prepared_dir)
-    arrays = load_npz(path, {"images": ArraySpec("float32", ("N", "pixels")), "labels": ArraySpec("float32", ("N", NUM_CLASSES))})
+    arrays = load_npz(
+        path, {"images": ArraySpec("float32", ("N", "pixels")), "labels": ArraySpec("float32", ("N", NUM_CLASSES))}
+    )
     images, labels = arrays["images"], arrays["labels"]
     if len(labels) != len(images):
         raise PipelineError(f"{path}: {len(images)} images but {len(labels)} labels")

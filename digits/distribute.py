@@ -22,15 +22,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from digits.runtime import tf
+
 from digits.errors import PipelineError
 from digits.params import HardwareParams
-
-# Under a tf.distribute strategy every replica holds a copy of each Variable (the model's, the optimizer's)
-# and applies the same all-reduced update, so the first replica's value is the value. (Outside a strategy
-# the setting has no effect.)
-REPLICATED = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
 
 def make_strategy(params: HardwareParams) -> tf.distribute.Strategy | None:
@@ -39,8 +34,11 @@ def make_strategy(params: HardwareParams) -> tf.distribute.Strategy | None:
         return tf.distribute.MirroredStrategy(mirrored_devices(params.devices))
     if params.distribute == "multi_worker":
         check_tf_config(os.environ.get("TF_CONFIG"))
-        print("train: joining the cluster in TF_CONFIG; waiting for every worker. TensorFlow ignores Ctrl-C "
-              "during this wait: stop a worker whose peers never come with kill -9", flush=True)
+        print(
+            "train: joining the cluster in TF_CONFIG; waiting for every worker. TensorFlow ignores Ctrl-C "
+            "during this wait: stop a worker whose peers never come with kill -9",
+            flush=True,
+        )
         return tf.distribute.MultiWorkerMirroredStrategy()
     return None
 
@@ -50,11 +48,16 @@ def mirrored_devices(count: int | None) -> list[str]:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         if count is not None and count > len(gpus):
-            raise PipelineError(f"hardware.devices = {count}: this machine has only {len(gpus)} GPU(s); use at most {len(gpus)}, or null for all")
+            raise PipelineError(
+                f"hardware.devices = {count}: this machine has only {len(gpus)} GPU(s); use at most {len(gpus)}, or "
+                "null for all"
+            )
         return [f"/gpu:{i}" for i in range(count or len(gpus))]
     if count is None:
-        raise PipelineError("hardware.devices = null: with hardware.distribute = mirrored and no GPU on this machine, "
-                            "set hardware.devices to the number of logical CPU devices to split the CPU into (e.g. 2)")
+        raise PipelineError(
+            "hardware.devices = null: with hardware.distribute = mirrored and no GPU on this machine, "
+            "set hardware.devices to the number of logical CPU devices to split the CPU into (e.g. 2)"
+        )
     split_cpu(count)
     return [f"/cpu:{i}" for i in range(count)]
 
@@ -68,23 +71,31 @@ def split_cpu(count: int) -> None:
     try:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
     except RuntimeError:
-        raise PipelineError(f"hardware.devices = {count}: TensorFlow was already initialised, so the CPU can no longer be "
-                            f"split into {count} logical devices; make the strategy before any other TensorFlow work") from None
+        raise PipelineError(
+            f"hardware.devices = {count}: TensorFlow was already initialised, so the CPU can no longer be "
+            f"split into {count} logical devices; make the strategy before any other TensorFlow work"
+        ) from None
 
 
 def check_tf_config(raw: str | None) -> None:
     """Fail early and clearly on a missing or malformed TF_CONFIG instead of inside TensorFlow."""
     example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not raw:
-        raise PipelineError(f"hardware.distribute = multi_worker needs the TF_CONFIG environment variable, e.g. {example}")
+        raise PipelineError(
+            f"hardware.distribute = multi_worker needs the TF_CONFIG environment variable, e.g. {example}"
+        )
     try:
         config = json.loads(raw)
         members = config["cluster"].get(config["task"]["type"], [])
         index = config["task"]["index"]
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise PipelineError(f"TF_CONFIG is not a cluster description ({type(error).__name__}: {error}); expected e.g. {example}") from None
+        raise PipelineError(
+            f"TF_CONFIG is not a cluster description ({type(error).__name__}: {error}); expected e.g. {example}"
+        ) from None
     if config["task"]["type"] not in ("worker", "chief") or not isinstance(index, int) or not 0 <= index < len(members):
-        raise PipelineError(f"TF_CONFIG task = {config['task']}: must name a 'worker' (or 'chief') listed in cluster, e.g. {example}")
+        raise PipelineError(
+            f"TF_CONFIG task = {config['task']}: must name a 'worker' (or 'chief') listed in cluster, e.g. {example}"
+        )
 
 
 def variable_scope(strategy: tf.distribute.Strategy | None) -> contextlib.AbstractContextManager:
@@ -140,9 +151,11 @@ def check_same_run(strategy: tf.distribute.Strategy | None, run_fingerprint: str
 
     mismatches = int(strategy.experimental_local_results(tf.function(lambda: strategy.run(count_mismatches))())[0])
     if mismatches:
-        raise PipelineError(f"{mismatches} of {strategy.num_replicas_in_sync} replicas were started with other params than the chief "
-                            f"(this worker's params fingerprint: {run_fingerprint}); every worker needs the same params.yaml "
-                            f"and the data/prepared/ it makes")
+        raise PipelineError(
+            f"{mismatches} of {strategy.num_replicas_in_sync} replicas were started with other params than the chief "
+            f"(this worker's params fingerprint: {run_fingerprint}); every worker needs the same params.yaml "
+            f"and the data/prepared/ it makes"
+        )
 
 
 def describe(strategy: tf.distribute.Strategy | None) -> str:
@@ -153,6 +166,7 @@ def describe(strategy: tf.distribute.Strategy | None) -> str:
         jobs = resolver.cluster_spec().as_dict()
         workers = len(jobs.get("chief", [])) + len(jobs.get("worker", []))
         role = "chief" if is_chief(strategy) else "not the chief: its files go to a temporary directory"
-        return f"{strategy.num_replicas_in_sync} replicas on {workers} workers (this is {resolver.task_type} {resolver.task_id}, {role})"
+        this = f"{resolver.task_type} {resolver.task_id}, {role}"
+        return f"{strategy.num_replicas_in_sync} replicas on {workers} workers (this is {this})"
     devices = ", ".join(device.split("device:")[-1] for device in strategy.extended.worker_devices)
     return f"{strategy.num_replicas_in_sync} replicas ({devices})"

@@ -11,11 +11,16 @@ drop the same units of the same examples.
 from __future__ import annotations
 
 from digits.runtime import tf
+
 from digits.stateless import DROPOUT_STREAM, uniform
 
 
-def dropout(inputs: tf.Tensor, *, rate: float, seed: int, epoch: tf.Tensor | int, indices: tf.Tensor, layer: int) -> tf.Tensor:
-    """``inputs`` (N, units) with each unit zeroed with probability ``rate`` and the rest scaled up; rate 0 is the identity."""
+def dropout(
+    inputs: tf.Tensor, *, rate: float, seed: int, epoch: tf.Tensor | int, indices: tf.Tensor, layer: int
+) -> tf.Tensor:
+    """``inputs`` (N, units) with each unit zeroed with probability ``rate`` and the rest scaled up; rate 0 is the
+    identity.
+    """
     if rate == 0:
         return inputs
     draws = uniform(seed=seed, stream=DROPOUT_STREAM + layer, epoch=epoch, indices=indices, count=int(inputs.shape[-1]))

@@ -15,17 +15,17 @@ import errno
 import hashlib
 from pathlib import Path
 
+from digits.runtime import tf
+
 from tensorflow.core.protobuf import fingerprint_pb2
 from tensorflow.python.framework import ops
 
-from digits.runtime import tf
 from digits.artifacts import atomic_path, write_error
-from digits.idx import IMAGE_PIXELS, IMAGE_SIDE
+from digits.mnist import IMAGE_PIXELS, IMAGE_SIDE
 from digits.model import Mlp
 from digits.params import TtaView
 from digits.reductions import softmax
 from digits.tta import averaged_probabilities
-
 
 # Where the export's names start: far above what a training run reaches (about 25 a epoch: a 20-epoch run
 # exports near 1,200, a 200-epoch one near 5,500), and quick to count up to (0.2 s).
@@ -33,7 +33,9 @@ EXPORT_UID = 1 << 21
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model: Mlp, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()) -> None:
+    def __init__(
+        self, model: Mlp, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()
+    ) -> None:
         super().__init__(name="digits")
         self.model, self.views, self.background = model, tuple(views), float(scale[0])
         self.scale_low = tf.constant(float(scale[0]))
@@ -48,14 +50,20 @@ class ServingModule(tf.Module):
         return {"probabilities": softmax(self.model(scaled))}
 
 
-def export_saved_model(model: Mlp, path: Path | str, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()) -> None:
-    """Write the SavedModel directory atomically (temporary directory, then rename); ``views``: test-time augmentation baked in."""
+def export_saved_model(
+    model: Mlp, path: Path | str, *, scale: list[float] | tuple[float, float], views: tuple[TtaView, ...] = ()
+) -> None:
+    """Write the SavedModel directory atomically (temporary directory, then rename); ``views``: test-time augmentation
+    baked in.
+    """
     start_names_at(EXPORT_UID)
     module = ServingModule(model, scale=scale, views=views)
     with atomic_path(path) as temporary:
         try:
             tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve})
-        except tf.errors.OpError as error:  # TensorFlow writes these files itself: a full disk is a ResourceExhaustedError from SaveV2
+        except (
+            tf.errors.OpError
+        ) as error:  # TensorFlow writes these files itself: a full disk is a ResourceExhaustedError from SaveV2
             raise write_error(path, as_os_error(error.message)) from None
         make_fingerprint_reproducible(temporary / "fingerprint.pb")
 
@@ -80,7 +88,11 @@ def start_names_at(uid: int) -> None:
 def as_os_error(message: str) -> OSError:
     """TensorFlow's message for a failed write, as the OSError Python would have raised."""
     first_line = message.splitlines()[0] if message else "write failed"
-    for code, words in ((errno.ENOSPC, "No space left"), (errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied")):
+    for code, words in (
+        (errno.ENOSPC, "No space left"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+    ):
         if words in message:
             return OSError(code, first_line)
     return OSError(0, first_line)

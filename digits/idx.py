@@ -17,14 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import PipelineError
+from digits.mnist import NUM_CLASSES
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
-NUM_CLASSES = 10
-IMAGE_SIDE = 28  # MNIST's images are 28 x 28 pixels: the one place this project says so
-IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 UNSIGNED_BYTE = 0x08
 
 
@@ -40,7 +38,9 @@ def parse_idx_header(raw: bytes, *, name: str) -> tuple[tuple[int, ...], int]:
     if zero1 != 0 or zero2 != 0:
         raise IdxError(f"{name}: wrong magic number 0x{raw[:4].hex()} (an IDX file starts with two zero bytes)")
     if type_code != UNSIGNED_BYTE:
-        raise IdxError(f"{name}: wrong magic number 0x{raw[:4].hex()}: data type 0x{type_code:02x} is not unsigned byte (0x08)")
+        raise IdxError(
+            f"{name}: wrong magic number 0x{raw[:4].hex()}: data type 0x{type_code:02x} is not unsigned byte (0x08)"
+        )
     if ndim < 1:
         raise IdxError(f"{name}: wrong magic number 0x{raw[:4].hex()}: it declares 0 dimensions")
     header_size = 4 + 4 * ndim
@@ -80,7 +80,7 @@ def read_idx_shape(path: Path) -> tuple[int, ...]:
     """
     path = Path(path)
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as file:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as file:
             head = file.read(4)
             if len(head) == 4:
                 head += file.read(4 * head[3])
@@ -151,7 +151,9 @@ def load_raw_dataset(raw_dir: Path) -> dict[str, np.ndarray]:
     train_images, train_labels = read_image_label_pair(raw_dir, TRAIN_IMAGES, TRAIN_LABELS)
     test_images, test_labels = read_image_label_pair(raw_dir, TEST_IMAGES, TEST_LABELS)
     if train_images.shape[1:] != test_images.shape[1:]:
-        raise IdxError(f"{raw_dir}: train images are {train_images.shape[1:]} but test images are {test_images.shape[1:]}")
+        raise IdxError(
+            f"{raw_dir}: train images are {train_images.shape[1:]} but test images are {test_images.shape[1:]}"
+        )
     return {
         "train_images": train_images,
         "train_labels": train_labels,

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digits.artifacts import why_unreadable
 from digits.errors import PipelineError
-from digits.idx import IMAGE_SIDE
+from digits.mnist import IMAGE_SIDE
 
 FIELD, BOX = IMAGE_SIDE, 20  # MNIST's digits fill a 20 x 20 box inside the 28 x 28 field
 MIN_CONTRAST = 40  # grey levels between background and ink below which an image counts as blank
@@ -47,7 +47,10 @@ def load_grayscale(path: Path | str) -> np.ndarray:
         with Image.open(path) as opened:
             width, height = opened.size
             if width * height > MAX_PIXELS:
-                raise ImageError(f"{path}: too large ({width} x {height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels); scale it down")
+                raise ImageError(
+                    f"{path}: too large ({width} x {height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels); "
+                    "scale it down"
+                )
             image = ImageOps.exif_transpose(opened)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 alpha = np.asarray(image.convert("RGBA"), dtype=np.float32)[..., 3]
@@ -64,7 +67,10 @@ def load_grayscale(path: Path | str) -> np.ndarray:
 
 
 def wide_to_grey(levels: np.ndarray, *, full_scale: int | None) -> np.ndarray:
-    """16-bit, 32-bit or float grey levels as 0-255, scaled by the format's full scale (or the 16-bit one, or the image's own maximum)."""
+    """16-bit, 32-bit or float grey levels as 0-255, scaled by the format's full scale (or the 16-bit one, or the
+    image's
+    own maximum).
+    """
     if full_scale is None:
         top = float(levels.max(initial=0))
         full_scale = 255 if top <= 255 else 65535 if top <= 65535 else top

@@ -16,10 +16,10 @@ import math
 
 from digits.runtime import tf  # noqa: F401 - first, before keras imports TensorFlow: quiet start-up
 
-import keras  # noqa: E402
+import keras
 
 from digits.augment import is_identity
-from digits.idx import IMAGE_SIDE, NUM_CLASSES
+from digits.mnist import IMAGE_SIDE, NUM_CLASSES
 from digits.model import initial_arrays
 from digits.optimizers import LearningRate, decoupled_weight_decay, learning_rate
 from digits.params import AugmentParams, ModelParams, TrainParams
@@ -44,8 +44,14 @@ class ElasticTransform(keras.layers.Layer):
     def call(self, images, training=False):
         if not training:
             return images
-        return keras.ops.image.elastic_transform(images, alpha=self.alpha, sigma=self.sigma, fill_mode="constant",
-                                                 fill_value=self.background, seed=self.seed_generator)
+        return keras.ops.image.elastic_transform(
+            images,
+            alpha=self.alpha,
+            sigma=self.sigma,
+            fill_mode="constant",
+            fill_value=self.background,
+            seed=self.seed_generator,
+        )
 
 
 def augmentation_layers(settings: AugmentParams, *, background: float) -> list[keras.layers.Layer]:
@@ -67,13 +73,25 @@ def augmentation_layers(settings: AugmentParams, *, background: float) -> list[k
     if settings.shear:
         layers.append(keras.layers.RandomShear(x_factor=math.tan(math.radians(settings.shear)), **fill))
     if settings.elastic_alpha:
-        layers.append(ElasticTransform(alpha=settings.elastic_alpha, sigma=settings.elastic_sigma, background=background, seed=settings.seed))
+        layers.append(
+            ElasticTransform(
+                alpha=settings.elastic_alpha, sigma=settings.elastic_sigma, background=background, seed=settings.seed
+            )
+        )
     return [*layers, keras.layers.Flatten()]
 
 
-def build_keras_model(params: ModelParams, *, input_size: int, train: TrainParams | None = None,
-                      augment: AugmentParams | None = None, background: float = 0.0) -> keras.Sequential:
-    """Dense layers mirroring digits.model.Mlp, initialised with its exact starting weights, with the recipe's regularisation."""
+def build_keras_model(
+    params: ModelParams,
+    *,
+    input_size: int,
+    train: TrainParams | None = None,
+    augment: AugmentParams | None = None,
+    background: float = 0.0,
+) -> keras.Sequential:
+    """Dense layers mirroring digits.model.Mlp, initialised with its exact starting weights, with the recipe's
+    regularisation.
+    """
     layer_sizes = [input_size, *params.hidden, NUM_CLASSES]
     model = keras.Sequential([keras.Input((input_size,))])
     if augment is not None and not is_identity(augment):
@@ -81,11 +99,19 @@ def build_keras_model(params: ModelParams, *, input_size: int, train: TrainParam
             model.add(layer)
     dense = {}
     if train is not None:
-        if train.weight_decay and not decoupled_weight_decay(train.optimizer):  # L2 coupled to the gradient; AdamW otherwise
-            dense["kernel_regularizer"] = keras.regularizers.L2(train.weight_decay / 2.0)  # gradient wd * W, as digits.optimizers
+        if train.weight_decay and not decoupled_weight_decay(
+            train.optimizer
+        ):  # L2 coupled to the gradient; AdamW otherwise
+            dense["kernel_regularizer"] = keras.regularizers.L2(
+                train.weight_decay / 2.0
+            )  # gradient wd * W, as digits.optimizers
         if train.max_norm is not None:
             dense["kernel_constraint"] = keras.constraints.MaxNorm(train.max_norm, axis=0)
-    rates = [train.dropout_input, *[train.dropout_hidden] * len(params.hidden)] if train is not None else [0.0] * (len(params.hidden) + 1)
+    rates = (
+        [train.dropout_input, *[train.dropout_hidden] * len(params.hidden)]
+        if train is not None
+        else [0.0] * (len(params.hidden) + 1)
+    )
     for layer, size in enumerate([*params.hidden, None]):
         if rates[layer]:
             model.add(keras.layers.Dropout(rates[layer], seed=train.dropout_seed + layer))
@@ -98,7 +124,9 @@ def build_keras_model(params: ModelParams, *, input_size: int, train: TrainParam
 
 
 class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """digits.optimizers.LearningRate (warm-up, then constant, exponential or cosine) as a Keras schedule: the very same formula."""
+    """digits.optimizers.LearningRate (warm-up, then constant, exponential or cosine) as a Keras schedule: the very same
+    formula.
+    """
 
     def __init__(self, rate: LearningRate) -> None:
         self.rate = rate
@@ -110,13 +138,16 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def keras_optimizer(params: TrainParams, *, steps: int) -> keras.optimizers.Optimizer:
     """The Keras optimizer equivalent to digits.optimizers.make_optimizer, on the same learning-rate schedule."""
     lr = KerasSchedule(learning_rate(params, steps_per_epoch=steps))
-    # Keras' own weight average: a fixed decay from the first step (digits.averaging ramps it up), swapped in when fit() ends
+    # Keras' own weight average: a fixed decay from the first step (digits.averaging ramps it up), swapped in when fit()
+    # ends
     averaging = {"use_ema": True, "ema_momentum": params.ema_decay} if params.ema_decay > 0 else {}
     if params.optimizer == "momentum":
         return keras.optimizers.SGD(lr, momentum=params.momentum, nesterov=params.nesterov, **averaging)
     if params.weight_decay and decoupled_weight_decay(params.optimizer):
         return keras.optimizers.AdamW(lr, weight_decay=params.weight_decay, **averaging)
-    return {"sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[params.optimizer](lr, **averaging)
+    return {"sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[
+        params.optimizer
+    ](lr, **averaging)
 
 
 def keras_loss(name: str) -> keras.losses.Loss:

@@ -13,17 +13,20 @@ the metrics and plots must have the same bits on every machine.
 
 from __future__ import annotations
 
+from digits.runtime import tf
+
 import numpy as np
 
-from digits.runtime import tf
 from digits import reductions
-from digits.idx import NUM_CLASSES
+from digits.mnist import NUM_CLASSES
 
 _softmax = tf.function(reductions.softmax, jit_compile=True)
 _log_softmax = tf.function(reductions.log_softmax, jit_compile=True)
 
 
-_log = tf.function(lambda probabilities: tf.math.log(tf.maximum(probabilities, np.finfo(np.float32).tiny)), jit_compile=True)
+_log = tf.function(
+    lambda probabilities: tf.math.log(tf.maximum(probabilities, np.finfo(np.float32).tiny)), jit_compile=True
+)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -31,7 +34,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
-    """log(p), floored at the smallest float32: logits whose softmax is ``probabilities``, for ``classification_metrics``."""
+    """log(p), floored at the smallest float32: logits whose softmax is ``probabilities``, for
+    ``classification_metrics``.
+    """
     return _log(np.asarray(probabilities, np.float32)).numpy()
 
 
@@ -64,11 +69,15 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict:
     for digit in range(logits.shape[1]):
         recall = correct[digit] / actual_totals[digit] if actual_totals[digit] else 0.0
         precision = correct[digit] / predicted_totals[digit] if predicted_totals[digit] else 0.0
-        per_class[str(digit)] = {"accuracy": round(float(recall), 6), "precision": round(float(precision), 6), "recall": round(float(recall), 6)}
+        per_class[str(digit)] = {
+            "accuracy": round(float(recall), 6),
+            "precision": round(float(precision), 6),
+            "recall": round(float(recall), 6),
+        }
     return {
         "accuracy": float(correct.sum() / len(labels)),
         "loss": round(cross_entropy(labels, logits), 6),
         "errors": int(len(labels) - correct.sum()),
-        "examples": int(len(labels)),
+        "examples": len(labels),
         "per_class": per_class,
     }

@@ -17,20 +17,22 @@ the same bits on every x86-64 CPU (docs/reproducibility.md).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from digits.runtime import tf
+
 import numpy as np
 
-from digits.runtime import tf
 from digits.artifacts import ArraySpec, load_npz, npz_headers, save_npz
-from digits.distribute import REPLICATED
 from digits.errors import PipelineError
-from digits.idx import IMAGE_PIXELS, NUM_CLASSES
+from digits.mnist import IMAGE_PIXELS, NUM_CLASSES
 from digits.params import ModelParams
 from digits.reductions import add_bias
+from digits.variables import replicated_variable
 
 INPUT_SIZE = IMAGE_PIXELS
 ACTIVATIONS = {"relu": tf.nn.relu, "sigmoid": tf.nn.sigmoid, "tanh": tf.nn.tanh}
@@ -64,7 +66,8 @@ def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
 
 
 def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool = False) -> tf.Tensor:
-    """``left @ right`` (``right`` transposed if asked: YNNPACK takes that form) as a sum of products over consecutive pieces of the shared axis, none longer than MAX_PRODUCT_DEPTH.
+    """``left @ right`` (``right`` transposed if asked: YNNPACK takes that form) as a sum of products over consecutive
+    pieces of the shared axis, none longer than MAX_PRODUCT_DEPTH.
 
     Every piece is a matmul alone in its YNNPACK call, and the pieces are
     added left to right by XLA: a product has the same bits on every CPU,
@@ -124,15 +127,19 @@ class Mlp(tf.Module):
         self.layer_sizes = [int(size) for size in layer_sizes]
         self.activation = activation
         pairs = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
-        self.weights = [tf.Variable(tf.zeros([fan_in, fan_out]), name=f"W{i}", aggregation=REPLICATED) for i, (fan_in, fan_out) in enumerate(pairs)]
-        self.biases = [tf.Variable(tf.zeros([fan_out]), name=f"b{i}", aggregation=REPLICATED) for i, (_, fan_out) in enumerate(pairs)]
+        self.weights = [
+            replicated_variable(tf.zeros([fan_in, fan_out]), name=f"W{i}") for i, (fan_in, fan_out) in enumerate(pairs)
+        ]
+        self.biases = [replicated_variable(tf.zeros([fan_out]), name=f"b{i}") for i, (_, fan_out) in enumerate(pairs)]
 
     @property
     def parameters(self) -> list[tf.Variable]:
         """[W0, b0, W1, b1, ...]: the order gradients and optimizer slots follow."""
         return [variable for pair in zip(self.weights, self.biases) for variable in pair]
 
-    def __call__(self, images: tf.Tensor, *, layer_input: Callable[[tf.Tensor, int], tf.Tensor] | None = None) -> tf.Tensor:
+    def __call__(
+        self, images: tf.Tensor, *, layer_input: Callable[[tf.Tensor, int], tf.Tensor] | None = None
+    ) -> tf.Tensor:
         """Logits (N, 10) for scaled, flattened images (N, 784).
 
         ``layer_input(x, i)``, if given, transforms what enters layer ``i``
@@ -171,12 +178,15 @@ def predict_logits(model: Mlp, images: np.ndarray) -> np.ndarray:
 
 
 def compiled_in_chunks(function: Callable[[tf.Tensor], tf.Tensor], images: np.ndarray, *, pixels: int) -> np.ndarray:
-    """``function`` of a (chunk, pixels) float32 batch, XLA-compiled once and run over ``images`` in chunks of EVAL_BATCH, concatenated.
+    """``function`` of a (chunk, pixels) float32 batch, XLA-compiled once and run over ``images`` in chunks of
+    EVAL_BATCH, concatenated.
 
     Every score of a whole split goes through here (predict_logits, digits.tta), compiled as the training epoch is.
     """
     compiled = tf.function(function, jit_compile=True, input_signature=[tf.TensorSpec([None, pixels], tf.float32)])
-    return np.concatenate([compiled(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)])
+    return np.concatenate(
+        [compiled(images[start : start + EVAL_BATCH]).numpy() for start in range(0, len(images), EVAL_BATCH)]
+    )
 
 
 def weights_digest(model: Mlp) -> str:
@@ -195,7 +205,7 @@ def initial_arrays(layer_sizes: Sequence[int], params: ModelParams) -> list[np.n
     consumed randomness before. Biases start at zero, as in all the seeds.
     """
     arrays = []
-    for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(layer_sizes)):
         shape, seed = [fan_in, fan_out], tf.constant([params.init_seed, i], tf.int64)
         if params.init == "truncated_normal":
             weight = tf.random.stateless_truncated_normal(shape, seed=seed, stddev=params.init_stddev)
@@ -227,7 +237,9 @@ def save_weights(model: Mlp, path: Path | str) -> None:
 
 
 def load_weights(path: Path | str) -> Mlp:
-    """Rebuild an Mlp from ``save_weights`` output, its headers checked first: float32 layers that chain, and an activation."""
+    """Rebuild an Mlp from ``save_weights`` output, its headers checked first: float32 layers that chain, and an
+    activation.
+    """
     headers = npz_headers(path)
     layers = 1 + max((int(name[1:]) for name in headers if re.fullmatch(r"[Wb]\d{1,4}", name)), default=-1)
     sizes = []
@@ -240,7 +252,10 @@ def load_weights(path: Path | str) -> Mlp:
         raise PipelineError(f"{path}: not a weights file of this project (no weight matrix W0)")
     expected = {"activation": ArraySpec("str", ())}
     for i in range(len(sizes) - 1):
-        expected |= {f"W{i}": ArraySpec("float32", (sizes[i], sizes[i + 1])), f"b{i}": ArraySpec("float32", (sizes[i + 1],))}
+        expected |= {
+            f"W{i}": ArraySpec("float32", (sizes[i], sizes[i + 1])),
+            f"b{i}": ArraySpec("float32", (sizes[i + 1],)),
+        }
     arrays = load_npz(path, expected)
     model = Mlp(sizes, activation=str(arrays.pop("activation")))
     model.set_arrays(arrays)

@@ -57,7 +57,9 @@ def vega_bundle() -> str:
     The bundle's own top-level names stay inside a function scope, so they
     cannot collide with anything on the page.
     """
-    bundle = vl_convert.javascript_bundle(snippet="window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;")
+    bundle = vl_convert.javascript_bundle(
+        snippet="window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
+    )
     return "(() => {\n" + bundle.replace("</script", "<\\/script") + "\n})();"
 
 

@@ -13,25 +13,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from digits.runtime import tf
+
 import numpy as np
 
-from digits.runtime import tf
-from digits.distribute import REPLICATED
 from digits.fixed_math import power, sin_cos
 from digits.params import TrainParams
+from digits.variables import replicated_variable
 
 EPSILON = 1e-7
 
 
 class LearningRate:
-    """lr as a function of the global step: an optional linear warm-up, then constant, exponential per epoch, or cosine to 0.
+    """lr as a function of the global step: an optional linear warm-up, then constant, exponential per epoch, or cosine
+    to 0.
 
     During ``warmup_steps`` the rate climbs linearly to ``lr`` (step k gets
     lr * (k + 1) / warmup_steps); the schedule then runs over the remaining
     steps, so cosine still reaches 0 at the last step.
     """
 
-    def __init__(self, *, lr: float, schedule: str, decay_rate: float, steps_per_epoch: int, total_steps: int, warmup_steps: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        lr: float,
+        schedule: str,
+        decay_rate: float,
+        steps_per_epoch: int,
+        total_steps: int,
+        warmup_steps: int = 0,
+    ) -> None:
         self.lr, self.schedule, self.decay_rate, self.warmup_steps = lr, schedule, decay_rate, warmup_steps
         self.steps_per_epoch, self.total_steps = max(1, steps_per_epoch), max(1, total_steps - warmup_steps)
 
@@ -65,11 +76,16 @@ class Optimizer:
     slot_names: tuple[str, ...] = ()
     decoupled_weight_decay = False
 
-    def __init__(self, variables: Sequence[tf.Variable], learning_rate: LearningRate, *, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, variables: Sequence[tf.Variable], learning_rate: LearningRate, *, weight_decay: float = 0.0
+    ) -> None:
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations", aggregation=REPLICATED)
+        self.iterations = replicated_variable(tf.constant(0, tf.int64), name="iterations", trainable=False)
         self.slots = {
-            slot: [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{slot}_{i}", aggregation=REPLICATED) for i, v in enumerate(variables)]
+            slot: [
+                replicated_variable(tf.zeros_like(v), name=f"{slot}_{i}", trainable=False)
+                for i, v in enumerate(variables)
+            ]
             for slot in self.slot_names
         }
 
@@ -121,7 +137,9 @@ class Momentum(Optimizer):
 
     slot_names = ("momentum",)
 
-    def __init__(self, variables, learning_rate, *, momentum: float, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, variables, learning_rate, *, momentum: float, nesterov: bool = False, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(variables, learning_rate, weight_decay=weight_decay)
         self.momentum, self.nesterov = momentum, nesterov
 
@@ -163,7 +181,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": Sgd, "momentum": Momentum, "rms
 
 
 def learning_rate(params: TrainParams, *, steps_per_epoch: int) -> LearningRate:
-    """The schedule ``train`` asks for (warm-up, then constant, exponential or cosine): shared with the Keras baseline."""
+    """The schedule ``train`` asks for (warm-up, then constant, exponential or cosine); the Keras baseline shares it."""
     return LearningRate(
         lr=params.lr,
         schedule=params.lr_schedule,
@@ -183,5 +201,7 @@ def make_optimizer(params: TrainParams, variables: Sequence[tf.Variable], *, ste
     """The optimizer named by ``train.optimizer`` with its learning-rate schedule."""
     schedule = learning_rate(params, steps_per_epoch=steps_per_epoch)
     if params.optimizer == "momentum":
-        return Momentum(variables, schedule, momentum=params.momentum, nesterov=params.nesterov, weight_decay=params.weight_decay)
+        return Momentum(
+            variables, schedule, momentum=params.momentum, nesterov=params.nesterov, weight_decay=params.weight_decay
+        )
     return OPTIMIZERS[params.optimizer](variables, schedule, weight_decay=params.weight_decay)

@@ -1,4 +1,4 @@
-"""Drawing digits for people to look at: the most confidently misclassified test digits, and augmented training digits."""
+"""Digits drawn for people to look at: the most confidently misclassified test digits, augmented training digits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from digits.artifacts import atomic_path
-from digits.idx import IMAGE_SIDE
+from digits.mnist import IMAGE_SIDE
 
 CELL = 84  # 28x28 digit shown at 3x
 CAPTION = 16
@@ -22,7 +22,9 @@ def most_confident_errors(labels: np.ndarray, probabilities: np.ndarray, *, coun
     return wrong[np.lexsort((wrong, -confidence))][:count]
 
 
-def draw_misclassified_grid(path: Path | str, *, images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, count: int) -> int:
+def draw_misclassified_grid(
+    path: Path | str, *, images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, count: int
+) -> int:
     """PNG grid of up to ``count`` errors, each captioned "true -> predicted (p)"; returns how many were drawn.
 
     ``images`` are the scaled (N, 784) arrays; each is stretched back to 0-255
@@ -37,7 +39,12 @@ def draw_misclassified_grid(path: Path | str, *, images: np.ndarray, labels: np.
         x, y = (slot % columns) * CELL, (slot // columns) * (CELL + CAPTION)
         sheet.paste(digit_tile(images[index], low=float(images[index].min()), high=float(images[index].max())), (x, y))
         predicted = int(probabilities[index].argmax())
-        draw.text((x + 4, y + CELL + 2), f"{labels[index]} -> {predicted} ({probabilities[index, predicted]:.2f})", fill=0, font=font)
+        draw.text(
+            (x + 4, y + CELL + 2),
+            f"{labels[index]} -> {predicted} ({probabilities[index, predicted]:.2f})",
+            fill=0,
+            font=font,
+        )
     with atomic_path(path) as temporary:
         sheet.save(temporary, format="PNG")
     return len(chosen)
@@ -50,7 +57,9 @@ def digit_tile(pixels: np.ndarray, *, low: float, high: float) -> Image.Image:
     return Image.fromarray(digit.reshape(IMAGE_SIDE, IMAGE_SIDE)).resize((CELL, CELL), Image.NEAREST)
 
 
-def draw_augmented_grid(path: Path | str, *, originals: np.ndarray, augmented: list[np.ndarray], scale: list[float], title: str) -> None:
+def draw_augmented_grid(
+    path: Path | str, *, originals: np.ndarray, augmented: list[np.ndarray], scale: list[float], title: str
+) -> None:
     """PNG: one row per training digit, its original first, then how it looks in each of the given epochs.
 
     ``originals`` (N, 784) and each of ``augmented`` (N, 784) are scaled to

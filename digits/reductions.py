@@ -49,8 +49,12 @@ def fixed_sum(values: tf.Tensor, *, axis: int, keepdims: bool = False) -> tf.Ten
         values = _pad_axis(values, axis=axis, to=width)
         invariant = values.shape.as_list()
         invariant[axis] = None
-        values = tf.while_loop(lambda folded: tf.shape(folded)[axis] > 1, lambda folded: [_add_halves(folded, axis=axis)], [values],
-                               shape_invariants=[tf.TensorShape(invariant)])[0]
+        values = tf.while_loop(
+            lambda folded: tf.shape(folded)[axis] > 1,
+            lambda folded: [_add_halves(folded, axis=axis)],
+            [values],
+            shape_invariants=[tf.TensorShape(invariant)],
+        )[0]
     return values if keepdims else tf.squeeze(values, axis=axis)
 
 

@@ -83,10 +83,11 @@ SAME_BITS_XLA_FLAGS = {
 FAST_XLA_FLAGS = {"--xla_cpu_multi_thread_eigen": "false"}
 # What TensorFlow prints while it starts that is not worth a user's attention.
 START_UP_NOISE = re.compile(
-    r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "                          # absl INFO/WARNING lines (cudart stub, oneDNN notice, ...)
-    r"|E\d{4} [\d:.]+ +\d+ \S+:\d+\] failed call to cuInit"      # "no GPU driver": expected on a CPU machine
+    r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "  # absl INFO/WARNING lines (cudart stub, oneDNN notice, ...)
+    r"|E\d{4} [\d:.]+ +\d+ \S+:\d+\] failed call to cuInit"  # "no GPU driver": expected on a CPU machine
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"  # 2nd line of the CPU-feature notice
+    # 2nd line of the CPU-feature notice
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
 )
 
 
@@ -138,4 +139,4 @@ else:
 
         tf.config.list_physical_devices()  # the GPU search (cuInit) happens here, still inside the capture
 
-__all__ = ["tf", "configure_xla_cpu", "same_bits", "start_up_noise_removed"]
+__all__ = ["configure_xla_cpu", "same_bits", "start_up_noise_removed", "tf"]

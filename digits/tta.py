@@ -18,18 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from digits.runtime import tf
+
 import numpy as np
 
-from digits.runtime import tf
 from digits.augment import affine_sampling_grid, bilinear_resample
-from digits.idx import IMAGE_SIDE
+from digits.mnist import IMAGE_SIDE
 from digits.model import Mlp, compiled_in_chunks, predict_logits
 from digits.params import TtaView
 from digits.reductions import softmax
 
 
 def view_of(images: tf.Tensor, view: TtaView, *, background: float) -> tf.Tensor:
-    """(N, 784) images as ``view`` sees them: turned ``rotation`` degrees, scaled by ``scale``, moved by ``shift`` pixels."""
+    """(N, 784) images as ``view`` sees them: turned ``rotation`` degrees, scaled by ``scale``, moved by ``shift``
+    pixels.
+    """
     count = tf.shape(images)[0]
     x, y = affine_sampling_grid(
         rotation=tf.fill([count], view.rotation),
@@ -49,17 +52,26 @@ def averaged_probabilities(model: Mlp, images: tf.Tensor, views: Sequence[TtaVie
 
 
 def tta_logits(model: Mlp, images: np.ndarray, views: Sequence[TtaView], *, background: float) -> np.ndarray:
-    """Log of the view-averaged probabilities (N, 10): logits whose softmax is the average; the plain logits when there are no views.
+    """Log of the view-averaged probabilities (N, 10): logits whose softmax is the average; the plain logits when there
+    are no views.
 
     Compiled by XLA in chunks, like digits.model.predict_logits.
     """
     if not views:
         return predict_logits(model, images)
-    return compiled_in_chunks(lambda chunk: tf.math.log(averaged_probabilities(model, chunk, views, background=background)), images,
-                              pixels=model.layer_sizes[0])
+    return compiled_in_chunks(
+        lambda chunk: tf.math.log(averaged_probabilities(model, chunk, views, background=background)),
+        images,
+        pixels=model.layer_sizes[0],
+    )
 
 
 def tta_probabilities(model: Mlp, images: np.ndarray, views: Sequence[TtaView], *, background: float) -> np.ndarray:
-    """The view-averaged class probabilities (N, 10) (the softmax alone when there are no views), compiled by XLA in chunks."""
-    return compiled_in_chunks(lambda chunk: averaged_probabilities(model, chunk, views, background=background), images,
-                              pixels=model.layer_sizes[0])
+    """The view-averaged class probabilities (N, 10) (the softmax alone when there are no views), compiled by XLA in
+    chunks.
+    """
+    return compiled_in_chunks(
+        lambda chunk: averaged_probabilities(model, chunk, views, background=background),
+        images,
+        pixels=model.layer_sizes[0],
+    )

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from digits.runtime import tf  # noqa: F401 - before any other TensorFlow import: quiet start-up, XLA flags
+
 import numpy as np
 
-from digits.runtime import tf  # noqa: F401 - before any other TensorFlow import: quiet start-up, XLA flags
 from digits.artifacts import check_writable, write_json
 from digits.committee import member_root
 from digits.data import load_split
@@ -23,14 +24,18 @@ from digits.errors import PipelineError, run_main
 from digits.metrics import classification_metrics, log_probabilities
 from digits.model import Mlp, load_weights
 from digits.params import TtaView, load_params
+from digits.paths import WEIGHTS
 from digits.tta import tta_probabilities
 
-WEIGHTS = Path("models/weights.npz")
 METRICS = Path("metrics/committee.json")
 
 
-def committee_probabilities(models: Sequence[Mlp], images: np.ndarray, views: Sequence[TtaView], *, background: float) -> np.ndarray:
-    """(members, N, 10): each member's class probabilities, test-time augmented over ``views`` if any; their mean is the committee's."""
+def committee_probabilities(
+    models: Sequence[Mlp], images: np.ndarray, views: Sequence[TtaView], *, background: float
+) -> np.ndarray:
+    """(members, N, 10): each member's class probabilities, test-time augmented over ``views`` if any; their mean is the
+    committee's.
+    """
     return np.stack([tta_probabilities(model, images, views, background=background) for model in models])
 
 
@@ -51,16 +56,29 @@ def main() -> None:
     test = load_split("test")
     for member, model in zip(members, models):
         if model.layer_sizes[0] != test.images.shape[1]:
-            raise PipelineError(f"data/prepared/test.npz has {test.images.shape[1]} pixels per image but {paths[member]} expects {model.layer_sizes[0]}")
+            raise PipelineError(
+                f"data/prepared/test.npz has {test.images.shape[1]} pixels per image but {paths[member]} expects "
+                f"{model.layer_sizes[0]}"
+            )
 
     # Score every member, then their average
     probabilities = committee_probabilities(models, test.images, params.tta.views, background=params.data.scale[0])
-    metrics = {**summary(test.classes, probabilities.mean(axis=0)), "size": len(members), "tta_views": len(params.tta.views),
-               "members": {str(member): summary(test.classes, member_probabilities) for member, member_probabilities in zip(members, probabilities)}}
+    metrics = {
+        **summary(test.classes, probabilities.mean(axis=0)),
+        "size": len(members),
+        "tta_views": len(params.tta.views),
+        "members": {
+            str(member): summary(test.classes, member_probabilities)
+            for member, member_probabilities in zip(members, probabilities)
+        },
+    }
 
     write_json(METRICS, metrics)
     each = ", ".join(f"{member}: {scores['errors']}" for member, scores in metrics["members"].items())
-    print(f"committee of {len(members)}: accuracy {metrics['accuracy']:.4f}, {metrics['errors']} errors of {len(test)} (each member's errors: {each})")
+    print(
+        f"committee of {len(members)}: accuracy {metrics['accuracy']:.4f}, {metrics['errors']} errors of {len(test)} "
+        f"(each member's errors: {each})"
+    )
 
 
 if __name__ == "__main__":

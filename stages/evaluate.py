@@ -15,18 +15,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from digits.artifacts import check_writable, write_csv, write_json
 from digits.data import load_split
 from digits.errors import PipelineError, run_main
 from digits.metrics import classification_metrics, softmax
 from digits.model import load_weights, predict_logits
 from digits.params import load_params
+from digits.paths import WEIGHTS
 from digits.plots import draw_misclassified_grid
 from digits.tta import tta_logits
 
-WEIGHTS = Path("models/weights.npz")
 METRICS = Path("metrics/evaluate.json")
 CONFUSION = Path("plots/confusion.csv")
 CONFUSION_ERRORS = Path("plots/confusion_errors.csv")
@@ -42,7 +40,10 @@ def main() -> None:
     model = load_weights(WEIGHTS)
     test = load_split("test")
     if test.images.shape[1] != model.layer_sizes[0]:
-        raise PipelineError(f"data/prepared/test.npz has {test.images.shape[1]} pixels per image but {WEIGHTS} expects {model.layer_sizes[0]}")
+        raise PipelineError(
+            f"data/prepared/test.npz has {test.images.shape[1]} pixels per image but {WEIGHTS} expects "
+            f"{model.layer_sizes[0]}"
+        )
 
     # Score: the plain network, and its test-time augmented prediction if asked for
     logits = predict_logits(model, test.images)
@@ -57,12 +58,28 @@ def main() -> None:
     write_json(METRICS, metrics)
     pairs = list(zip(test.classes.tolist(), predictions.tolist()))
     write_csv(CONFUSION, ("actual", "predicted"), pairs)
-    write_csv(CONFUSION_ERRORS, ("actual", "predicted"), [(actual, predicted) for actual, predicted in pairs if actual != predicted])
-    shown = draw_misclassified_grid(MISCLASSIFIED, images=test.images, labels=test.classes, probabilities=softmax(logits),
-                                    count=params.misclassified_shown)
-    with_views = f" (test-time augmented over {len(views)} views; plain network: {metrics['plain']['accuracy']:.4f})" if views else ""
-    print(f"evaluate: accuracy {metrics['accuracy']:.4f}{with_views}, loss {metrics['loss']:.4f}, {metrics['errors']} errors "
-          f"of {metrics['examples']}; {shown} shown in {MISCLASSIFIED}")
+    write_csv(
+        CONFUSION_ERRORS,
+        ("actual", "predicted"),
+        [(actual, predicted) for actual, predicted in pairs if actual != predicted],
+    )
+    shown = draw_misclassified_grid(
+        MISCLASSIFIED,
+        images=test.images,
+        labels=test.classes,
+        probabilities=softmax(logits),
+        count=params.misclassified_shown,
+    )
+    with_views = (
+        f" (test-time augmented over {len(views)} views; plain network: {metrics['plain']['accuracy']:.4f})"
+        if views
+        else ""
+    )
+    print(
+        f"evaluate: accuracy {metrics['accuracy']:.4f}{with_views}, loss {metrics['loss']:.4f}, {metrics['errors']} "
+        "errors "
+        f"of {metrics['examples']}; {shown} shown in {MISCLASSIFIED}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ import json
 import sys
 from pathlib import Path
 
+from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
+
 import numpy as np
 
-from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
 from digits.errors import PipelineError, run_main
 from digits.images import load_grayscale, to_mnist
-
-SAVED_MODEL = Path("models/saved_model")
+from digits.paths import SAVED_MODEL
 
 
 def load_classifier(path: Path):
@@ -30,9 +30,11 @@ def load_classifier(path: Path):
         raise PipelineError(f"{path}: no SavedModel here (run `dvc repro` to train and export one)")
     try:
         return tf.saved_model.load(str(path)).signatures["serving_default"]
-    except Exception as error:  # noqa: BLE001 - TensorFlow raises OSError, IndexError, ValueError, DecodeError, OpError... for a damaged file
+    except Exception as error:
         reason = (getattr(error, "message", None) or str(error) or type(error).__name__).splitlines()[0]
-        restore = "`dvc checkout models/saved_model` restores the committed one" if path == SAVED_MODEL else "export it again"
+        restore = (
+            "`dvc checkout models/saved_model` restores the committed one" if path == SAVED_MODEL else "export it again"
+        )
         raise PipelineError(f"{path}: a damaged SavedModel ({type(error).__name__}: {reason}); {restore}") from None
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from digits.artifacts import save_npz
 from digits.data import PREPARED_DIR, scale_pixels, split_path
 from digits.errors import PipelineError, run_main
-from digits.idx import NUM_CLASSES, load_raw_dataset
+from digits.idx import load_raw_dataset
+from digits.mnist import NUM_CLASSES
 from digits.params import load_params
 
 
@@ -34,7 +35,10 @@ def stratified_split(labels: np.ndarray, *, val_size: int, seed: int) -> tuple[n
     the files do not depend on the order of the draw.
     """
     if not 0 < val_size < len(labels):
-        raise PipelineError(f"data.val_size = {val_size}: must be between 1 and {len(labels) - 1} (the training set holds {len(labels)} images)")
+        raise PipelineError(
+            f"data.val_size = {val_size}: must be between 1 and {len(labels) - 1} (the training set holds "
+            f"{len(labels)} images)"
+        )
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * val_size / len(labels)
@@ -72,7 +76,10 @@ def main() -> None:
         "test": (raw["test_images"][:test_count], raw["test_labels"][:test_count]),
     }
     for name, (images, labels) in splits.items():
-        save_npz(split_path(name, PREPARED_DIR), {"images": scale_pixels(images, scale=params.scale), "labels": one_hot(labels)})
+        save_npz(
+            split_path(name, PREPARED_DIR),
+            {"images": scale_pixels(images, scale=params.scale), "labels": one_hot(labels)},
+        )
         print(f"prepare: {name}: {len(labels)} images -> {split_path(name, PREPARED_DIR)}")
 
 

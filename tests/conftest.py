@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-RAW_MNIST = ROOT / "data" / "raw" / "mnist"
+from digits import scratch
+from digits.scratch import EVERY_AUGMENTATION, RAW_MNIST, ROOT, shipped_params, with_changes, write_params
+
+__all__ = ["RAW_MNIST", "ROOT", "write_params"]  # tests import these from here, beside the fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,12 +36,24 @@ def pytest_configure(config: pytest.Config) -> None:
     split_cpu(2)
 
 
-# The longest tests, started first so that `make test`'s two workers (pytest-xdist) finish together.
-LONGEST_FIRST = ("test_same_bits.py::test_an_emulated_cpu_of_another_maker_and_generation_gives_the_native_bits",)
+# The longest tests, started first (longest first) so that the two workers (pytest-xdist) finish together: the
+# emulated CPUs for `make test`, then the longest of the quick loop (`-m "not slow"`).
+LONGEST_FIRST = (
+    "test_same_bits.py::test_an_emulated_cpu_of_another_maker_and_generation_gives_the_native_bits",
+    "test_training.py::test_same_seed_gives_identical_weights_and_another_seed_does_not",
+    "test_averaging.py::test_resuming_with_averaging_gives_the_uninterrupted_bits",
+    "test_training.py::test_resuming_from_a_checkpoint_gives_the_uninterrupted_weights",
+    "test_augment.py::test_compiled_augmentation_matches_eager",
+    "test_averaging.py::test_the_average_is_what_validation_measures_and_what_the_run_keeps",
+    "test_training.py::test_checkpoint_from_other_params_is_not_resumed",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.nodeid.endswith(LONGEST_FIRST))
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, name in enumerate(LONGEST_FIRST) if item.nodeid.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
 
 
 def write_idx(path: Path, array: np.ndarray, *, magic: bytes | None = None, gzipped: bool | None = None) -> Path:
@@ -66,30 +79,93 @@ def write_raw_dir(directory: Path, *, train: int = 60, test: int = 20, seed: int
 
 
 def default_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    """The shipped params (``data.raw_dir`` absolute: they hold in a test's folder)."""
+    return shipped_params()
 
 
-def small_params(**overrides: dict) -> dict:
-    """The shipped params on a slice of MNIST: fast enough for a unit test."""
-    params = default_params()
-    params["data"].update(raw_dir=str(RAW_MNIST), val_size=500, train_size=2000, test_size=1000)
-    params["model"].update(hidden=[64, 32])
-    params["train"].update(epochs=2, batch_size=100)
-    for section, values in overrides.items():
-        params[section].update(values)
-    return params
+def small_params(**changes: dict) -> dict:
+    """The shipped params on a slice of MNIST, then ``changes`` by section: fast enough for a unit test."""
+    small = {
+        "data": {"val_size": 500, "train_size": 2000, "test_size": 1000},
+        "model": {"hidden": [64, 32]},
+        "train": {"epochs": 2, "batch_size": 100},
+    }
+    return with_changes(with_changes(shipped_params(), small), changes)
 
 
-def write_params(directory: Path, params: dict) -> Path:
-    path = directory / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+# Whether the running test is marked slow: run_stage refuses to start a stage otherwise, so the quick loop
+# (`pytest -m "not slow"`) runs no stage, as README and docs/pipeline.md say.
+_SLOW_TEST = {"now": True}
 
 
-def run_stage(module: str, cwd: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m <module>`` in ``cwd`` with the project importable (and ``env`` added to the environment)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(autouse=True)
+def _note_whether_slow(request: pytest.FixtureRequest):
+    _SLOW_TEST["now"] = request.node.get_closest_marker("slow") is not None
+    yield
+    _SLOW_TEST["now"] = True  # fixtures torn down after the test may clean up with stages
+
+
+def run_stage(
+    module: str,
+    cwd: Path,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module>`` in ``cwd`` with the project importable (``env`` added to the environment, ``drop``
+    removed).
+
+    Only in a test marked slow: a stage starts TensorFlow in a new process, seconds each time.
+    """
+    assert _SLOW_TEST["now"], f"{module} runs in a test not marked slow; mark it @pytest.mark.slow (see pytest.ini)"
+    return scratch.run_stage(module, cwd, *args, env=env, drop=drop, timeout=timeout)
+
+
+# Everything on: what the best recipe does to each batch, at strengths a unit test can see
+RECIPE_TRAIN = {
+    "dropout_input": 0.1,
+    "dropout_hidden": 0.25,
+    "label_smoothing": 0.1,
+    "max_norm": 2.0,
+    "weight_decay": 1e-4,
+    "nesterov": True,
+}
+RECIPE_AUGMENT = EVERY_AUGMENTATION
+
+
+def make_trainer(train, strategy=None, *, augment_changes=None, **train_changes):
+    """A 784-64-32-10 Trainer on ``train`` (a DistributedTrainer under ``strategy``): the shipped params, 3 epochs,
+    changed.
+
+    Same params, same initial weights, with or without a strategy. Returns (trainer, train params).
+    """
+    from digits.params import load_params
+    from digits.trainer import Regularization
+    from digits.training import build_trainer
+
+    params = load_params(ROOT / "params.yaml")
+    settings = params.train.model_copy(update={"epochs": 3, **train_changes})
+    regularization = Regularization.from_params(
+        settings, params.augment.model_copy(update=augment_changes or {}), background=0.0
+    )
+    trainer = build_trainer(
+        params.model.model_copy(update={"hidden": [64, 32]}),
+        settings,
+        input_size=train.images.shape[1],
+        train_size=len(train),
+        strategy=strategy,
+        regularization=regularization,
+    )
+    return trainer, settings
+
+
+def stage_workdir(tmp_path: Path, prepared_dir: Path, name: str = "run", **changes: dict) -> Path:
+    """``tmp_path``/``name`` holding a copy of the prepared slice and the small params with ``changes``, for a stage."""
+    directory = tmp_path / name
+    shutil.copytree(prepared_dir, directory / "data" / "prepared")
+    write_params(directory, small_params(**changes))
+    return directory
 
 
 @pytest.fixture
@@ -101,11 +177,21 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """data/prepared/ for a 2000/500/1000 slice of the real MNIST, made once per session."""
+    """data/prepared/ for a 2000/500/1000 slice of the real MNIST, made once per session.
+
+    By prepare's own main(), in this process (no stage start-up: the quick loop uses it);
+    tests/test_prepare.py runs the stage itself.
+    """
+    from stages import prepare
+
     directory = tmp_path_factory.mktemp("prepared")
     write_params(directory, small_params())
-    result = run_stage("stages.prepare", directory)
-    assert result.returncode == 0, result.stderr
+    here = Path.cwd()
+    os.chdir(directory)
+    try:
+        prepare.main()
+    finally:
+        os.chdir(here)
     return directory / "data" / "prepared"
 
 
@@ -118,7 +204,9 @@ def small_disk(tmp_path: Path):
     def mount(directory: Path, *, size: int, read_only: bool = False) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         options = f"size={size}" + (",ro" if read_only else "")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not permitted'})")
         mounted.append(directory)

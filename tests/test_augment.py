@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from digits.runtime import tf
+
 import numpy as np
 import pytest
 
 from conftest import default_params
-from digits.runtime import tf
 from digits.augment import affine_sampling_grid, augment, bilinear_resample, elastic_displacement, is_identity
 from digits.data import load_split
-from digits.idx import IMAGE_SIDE
+from digits.mnist import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import ELASTIC_STREAM, uniform
 
 OFF = AugmentParams(**default_params()["augment"])
-STRONG = OFF.model_copy(update=dict(rotation=15.0, scale=0.15, shift=3.0, shear=10.0, elastic_alpha=34.0, elastic_sigma=4.0))
+STRONG = OFF.model_copy(
+    update=dict(rotation=15.0, scale=0.15, shift=3.0, shear=10.0, elastic_alpha=34.0, elastic_sigma=4.0)
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +82,23 @@ def test_scale_two_doubles_distances_from_the_centre():
 
 def test_the_same_seed_epoch_and_index_give_the_same_picture_in_any_batch(digits):
     images = tf.constant(digits)
-    first = augment(tf.gather(images, [5, 9, 12]), settings=STRONG, epoch=4, indices=tf.constant([5, 9, 12]), background=0.0).numpy()
-    second = augment(tf.gather(images, [12, 3]), settings=STRONG, epoch=4, indices=tf.constant([12, 3]), background=0.0).numpy()
+    first = augment(
+        tf.gather(images, [5, 9, 12]), settings=STRONG, epoch=4, indices=tf.constant([5, 9, 12]), background=0.0
+    ).numpy()
+    second = augment(
+        tf.gather(images, [12, 3]), settings=STRONG, epoch=4, indices=tf.constant([12, 3]), background=0.0
+    ).numpy()
     assert np.array_equal(first[2], second[0])
-    next_epoch = augment(tf.gather(images, [12]), settings=STRONG, epoch=5, indices=tf.constant([12]), background=0.0).numpy()
-    other_seed = augment(tf.gather(images, [12]), settings=STRONG.model_copy(update={"seed": 12}), epoch=4,
-                         indices=tf.constant([12]), background=0.0).numpy()
+    next_epoch = augment(
+        tf.gather(images, [12]), settings=STRONG, epoch=5, indices=tf.constant([12]), background=0.0
+    ).numpy()
+    other_seed = augment(
+        tf.gather(images, [12]),
+        settings=STRONG.model_copy(update={"seed": 12}),
+        epoch=4,
+        indices=tf.constant([12]),
+        background=0.0,
+    ).numpy()
     assert not np.array_equal(next_epoch[0], second[0]) and not np.array_equal(other_seed[0], second[0])
 
 
@@ -103,5 +117,7 @@ def test_elastic_displacement_grows_with_alpha_and_shrinks_with_sigma():
 def test_compiled_augmentation_matches_eager(digits):
     indices = tf.range(len(digits))
     eager = augment(tf.constant(digits), settings=STRONG, epoch=2, indices=indices, background=0.0)
-    compiled = tf.function(lambda images: augment(images, settings=STRONG, epoch=2, indices=indices, background=0.0), jit_compile=True)
+    compiled = tf.function(
+        lambda images: augment(images, settings=STRONG, epoch=2, indices=indices, background=0.0), jit_compile=True
+    )
     np.testing.assert_allclose(compiled(tf.constant(digits)).numpy(), eager.numpy(), atol=1e-5)

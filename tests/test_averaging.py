@@ -1,4 +1,4 @@
-"""digits/averaging.py: the moving average follows its formula, and fit validates, keeps, saves and resumes the average."""
+"""digits/averaging.py: the moving average follows its formula; fit validates, keeps, saves and resumes the average."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import make_trainer
 from digits.averaging import WeightAverage, moving_average, ramped_decay
 from digits.checkpoints import load_npz
 from digits.data import Split, load_split
+from digits.distributed_trainer import DistributedTrainer
 from digits.model import Mlp, weights_digest
-from digits.training import Checkpointing, DistributedTrainer, epoch_order, fit
-from test_training import _settings, _trainer
+from digits.params import load_params
+from digits.training import Checkpointing, epoch_order, fit
 
 
 def test_the_decay_ramps_up_as_tensorflows_moving_average_does_then_stays():
@@ -39,9 +41,15 @@ def test_one_update_of_the_average_is_the_formula():
 
 def _fit_averaged(prepared_dir, *, epochs=3, checkpoint=None, strategy=None, **changes):
     train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    trainer, settings = _trainer(train, strategy, ema_decay=0.99, **changes)
-    history = fit(trainer, train=train, val=val, settings=settings.model_copy(update={"epochs": epochs}), checkpoint=checkpoint,
-                  log=lambda line: None)
+    trainer, settings = make_trainer(train, strategy, ema_decay=0.99, **changes)
+    history = fit(
+        trainer,
+        train=train,
+        val=val,
+        settings=settings.model_copy(update={"epochs": epochs}),
+        checkpoint=checkpoint,
+        log=lambda line: None,
+    )
     return trainer, history
 
 
@@ -51,8 +59,14 @@ def test_the_average_is_what_validation_measures_and_what_the_run_keeps(prepared
     averaged = weights_digest(trainer.average.model)
     assert weights_digest(trainer.model) == averaged  # the model the stage saves is the average
     assert trainer.evaluate(val)[1] == history.rows[-1].val_accuracy
-    plain, _ = _trainer(load_split("train", prepared_dir))
-    fit(plain, train=load_split("train", prepared_dir), val=val, settings=_settings(epochs=3), log=lambda line: None)
+    plain, _ = make_trainer(load_split("train", prepared_dir))
+    fit(
+        plain,
+        train=load_split("train", prepared_dir),
+        val=val,
+        settings=load_params().train.model_copy(update={"epochs": 3}),
+        log=lambda line: None,
+    )
     assert weights_digest(plain.model) != averaged and history.rows[-1].val_accuracy > 0.7
 
 
@@ -74,17 +88,23 @@ def test_resuming_with_averaging_gives_the_uninterrupted_bits(prepared_dir, tmp_
     assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
 
+@pytest.mark.slow  # tf.distribute on two logical CPUs
 def test_mirrored_averaging_follows_single_device_averaging(prepared_dir):
     full = load_split("train", prepared_dir)
     train = Split(images=full.images[:990], labels=full.labels[:990])
-    single, _ = _trainer(train, ema_decay=0.9, optimizer="momentum", lr=0.05)
-    mirrored, _ = _trainer(train, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), ema_decay=0.9, optimizer="momentum", lr=0.05)
+    single, _ = make_trainer(train, ema_decay=0.9, optimizer="momentum", lr=0.05)
+    mirrored, _ = make_trainer(
+        train, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), ema_decay=0.9, optimizer="momentum", lr=0.05
+    )
     assert isinstance(mirrored, DistributedTrainer)
     for epoch in (1, 2):
         order = epoch_order(len(train), seed=7, epoch=epoch)
         single.train_epoch(train, order, epoch=epoch)
         mirrored.train_epoch(train, order, epoch=epoch)
     pairs = list(zip(single.average.model.parameters, mirrored.average.model.parameters))
-    moved = max(float(np.max(np.abs(a.numpy() - w.numpy()))) for a, w in zip(single.average.model.parameters, single.model.parameters))
+    moved = max(
+        float(np.max(np.abs(a.numpy() - w.numpy())))
+        for a, w in zip(single.average.model.parameters, single.model.parameters)
+    )
     difference = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in pairs)
     assert difference < 1e-5 < moved  # the same average, and one that is not simply the weights

@@ -1,81 +1,66 @@
-"""stages/baseline.py: Keras trains the same network and recipe from the same start and reports the same keys."""
+"""stages/baseline.py: Keras trains the same network and recipe from the same start to the hand-written loop's
+accuracy (within the tolerance the README's comparison relies on), reports evaluate's keys, and keep: best and
+patience really stop and keep."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import run_stage, small_params, write_params
-from digits.model import initial_arrays
-from digits.optimizers import LearningRate
-from digits.params import parse_params
-from digits.keras_reference import build_keras_model, keras_optimizer
+from digits.artifacts import load_npz, save_npz
+
+pytestmark = pytest.mark.slow  # every test here runs stages
+
+# Keras and the hand-written loop see the same data, initial weights and recipe, but not the same batches
+# (Keras shuffles with its own generator) nor the same float sums: on 2,000 training and 1,000 test images
+# their test accuracies differ by chance alone. Measured with shuffle_seed 0-4 on this test's slice (4 epochs,
+# both near 0.87): differences -0.5, +0.4, -0.1, -0.5 and -1.0 points. The tolerance is 1.5 points.
+TOLERANCE = 0.015
 
 
-def test_keras_model_starts_from_the_hand_built_models_weights():
-    params = parse_params(small_params()).model
-    keras_model = build_keras_model(params, input_size=784)
-    expected = initial_arrays([784, *params.hidden, 10], params)
-    assert all(np.array_equal(a, b) for a, b in zip(keras_model.get_weights(), expected))
-
-
-@pytest.mark.slow
-def test_baseline_metrics_have_the_keys_of_evaluate(tmp_path, prepared_dir):
+@pytest.mark.parametrize("shuffle_seed", [4])  # the seed of the widest gap measured
+def test_keras_reaches_the_hand_written_loops_accuracy_with_evaluates_keys(tmp_path, prepared_dir, shuffle_seed):
     shutil.copytree(prepared_dir, tmp_path / "data" / "prepared")
-    write_params(tmp_path, small_params(train={"epochs": 1}))
+    write_params(
+        tmp_path, small_params(model={"hidden": [256, 128]}, train={"epochs": 4, "shuffle_seed": shuffle_seed})
+    )
     for stage in ("stages.train", "stages.evaluate", "stages.baseline"):
         result = run_stage(stage, tmp_path)
         assert result.returncode == 0, (stage, result.stderr)
     baseline = json.loads((tmp_path / "metrics/baseline.json").read_text())
     evaluate = json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert baseline.keys() == evaluate.keys() and baseline["per_class"].keys() == evaluate["per_class"].keys()
-    assert 0.5 < baseline["accuracy"] <= 1 and baseline["examples"] == 1000
+    assert baseline["examples"] == evaluate["examples"] == 1000
+    print(f"shuffle_seed {shuffle_seed}: hand-written {evaluate['accuracy']:.4f}, keras {baseline['accuracy']:.4f}")
+    assert evaluate["accuracy"] > 0.85
+    assert abs(baseline["accuracy"] - evaluate["accuracy"]) <= TOLERANCE
 
 
-RECIPE = {
-    "model": {"init": "he"},
-    "train": {"optimizer": "momentum", "nesterov": True, "lr": 0.05, "warmup_epochs": 1, "epochs": 3, "weight_decay": 1e-4,
-              "max_norm": 3.0, "label_smoothing": 0.1, "dropout_input": 0.1, "dropout_hidden": 0.25, "keep": "best", "patience": 2},
-    "augment": {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0},
-}
+def _blank_validation(prepared: Path) -> None:
+    """Every validation image blank, labels balanced: any network predicts one class for all of them, so validation
+    accuracy is exactly 0.1 in every epoch and no epoch after the first is better."""
+    val = load_npz(prepared / "val.npz")
+    labels = np.eye(10, dtype=np.float32)[np.arange(len(val["labels"])) % 10]
+    save_npz(prepared / "val.npz", {"images": np.zeros_like(val["images"]), "labels": labels})
 
 
-def test_keras_model_carries_the_recipe_as_keras_layers_and_settings():
-    params = parse_params(small_params(**RECIPE))
-    model = build_keras_model(params.model, input_size=784, train=params.train, augment=params.augment)
-    kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["Reshape", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomShear", "ElasticTransform", "Flatten",
-                     "Dropout", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
-    rates = [layer.rate for layer in model.layers if type(layer).__name__ == "Dropout"]
-    assert rates == [0.1, 0.25, 0.25]
-    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
-    assert all(layer.kernel_regularizer.l2 == pytest.approx(5e-5) and layer.kernel_constraint.max_value == 3.0 for layer in dense)
-    expected = initial_arrays([784, 64, 32, 10], params.model)
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), expected))
-    probe = np.random.default_rng(0).random((4, 784), np.float32)
-    assert np.array_equal(model(probe, training=False).numpy(), model(probe, training=False).numpy())  # no noise at inference
-
-
-def test_keras_uses_the_same_learning_rate_schedule_and_optimizer_settings():
-    settings = parse_params(small_params(**RECIPE)).train
-    optimizer = keras_optimizer(settings, steps=20)
-    rate = LearningRate(lr=0.05, schedule="cosine", decay_rate=settings.lr_decay_rate, steps_per_epoch=20, total_steps=60, warmup_steps=20)
-    for step in (0, 10, 19, 20, 40, 59):
-        optimizer.iterations.assign(step)
-        assert float(optimizer.learning_rate) == pytest.approx(float(rate(step)))
-    assert optimizer.nesterov and optimizer.momentum == 0.9
-    adamw = keras_optimizer(settings.model_copy(update={"optimizer": "adam", "nesterov": False}), steps=20)
-    assert type(adamw).__name__ == "AdamW" and adamw.weight_decay == 1e-4
-
-
-@pytest.mark.slow
-def test_baseline_stage_trains_the_recipe(tmp_path, prepared_dir):
+@pytest.mark.parametrize("stage", ["stages.train", "stages.baseline"])
+def test_keep_best_and_patience_stop_after_patience_epochs_and_keep_the_best(tmp_path, prepared_dir, stage):
+    """The same rule in both loops: the earliest of equal validation accuracies is the best, and the run stops after
+    ``patience`` epochs without a better one."""
     shutil.copytree(prepared_dir, tmp_path / "data" / "prepared")
-    write_params(tmp_path, small_params(**RECIPE))
-    result = run_stage("stages.baseline", tmp_path)
+    _blank_validation(tmp_path / "data" / "prepared")
+    write_params(tmp_path, small_params(train={"epochs": 10, "keep": "best", "patience": 2}))
+    result = run_stage(stage, tmp_path)
     assert result.returncode == 0, result.stderr
-    baseline = json.loads((tmp_path / "metrics/baseline.json").read_text())
-    assert 0.6 < baseline["accuracy"] <= 1 and baseline["examples"] == 1000  # 2,000 heavily distorted images, 3 epochs
+    if stage == "stages.baseline":
+        assert "baseline: 3 of 10 epochs, keeping epoch 1" in result.stdout, result.stdout
+    else:
+        metrics = json.loads((tmp_path / "metrics/train.json").read_text())
+        assert (metrics["epochs_run"], metrics["kept_epoch"], metrics["val_accuracy"]) == (3, 1, 0.1)
+        assert "stopping early, no better val accuracy for 2 epochs (best 0.1000 at epoch 1)" in result.stdout

@@ -1,4 +1,6 @@
-"""digits/data.py: a prepared split is refused, naming the file and the problem, unless it is exactly what prepare writes."""
+"""digits/data.py: a prepared split is refused, naming the file and the problem, unless it is exactly what prepare
+writes.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +26,25 @@ def test_a_sound_split_loads(tmp_path):
     assert len(split) == 4 and split.classes.tolist() == [0, 1, 2, 3] and split.classes.dtype == np.int64
 
 
-@pytest.mark.parametrize("images, labels, message", [
-    (np.full((2, 784), np.nan, np.float32), _one_hot([0, 1]), "images contain NaN or Inf"),
-    (np.zeros((2, 784), np.float32), np.full((2, 10), 0.1, np.float32), r"labels are not one-hot"),
-    (np.zeros((3, 784), np.float32), _one_hot([0, 1]), "3 images but 2 labels"),
-    (np.zeros((0, 784), np.float32), np.zeros((0, 10), np.float32), "holds no examples"),
-    (np.zeros((2, 784), np.uint8), _one_hot([0, 1]), r"array 'images' is uint8 \(2, 784\), expected float32 \(N, pixels\)"),
-    (np.zeros((2, 784), np.float32), np.array([0, 1]), r"array 'labels' is int64 \(2,\), expected float32 \(N, 10\)"),
-])
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (np.full((2, 784), np.nan, np.float32), _one_hot([0, 1]), "images contain NaN or Inf"),
+        (np.zeros((2, 784), np.float32), np.full((2, 10), 0.1, np.float32), r"labels are not one-hot"),
+        (np.zeros((3, 784), np.float32), _one_hot([0, 1]), "3 images but 2 labels"),
+        (np.zeros((0, 784), np.float32), np.zeros((0, 10), np.float32), "holds no examples"),
+        (
+            np.zeros((2, 784), np.uint8),
+            _one_hot([0, 1]),
+            r"array 'images' is uint8 \(2, 784\), expected float32 \(N, pixels\)",
+        ),
+        (
+            np.zeros((2, 784), np.float32),
+            np.array([0, 1]),
+            r"array 'labels' is int64 \(2,\), expected float32 \(N, 10\)",
+        ),
+    ],
+)
 def test_a_stale_or_edited_split_is_refused(tmp_path, images, labels, message):
     with pytest.raises(PipelineError, match=message):
         load_split("train", _split(tmp_path, images, labels))

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from digits.distribute import check_tf_config, describe, is_chief, make_strategy, mirrored_devices, output_root, split_cpu
+from digits.distribute import (
+    check_tf_config,
+    describe,
+    is_chief,
+    make_strategy,
+    mirrored_devices,
+    output_root,
+    split_cpu,
+)
 from digits.errors import PipelineError
 from digits.params import load_params
 
@@ -37,7 +45,10 @@ def test_mirrored_on_two_logical_cpus():
 
 
 def test_mirrored_without_gpu_needs_a_device_count():
-    with pytest.raises(PipelineError, match=r"hardware\.devices = null: with hardware\.distribute = mirrored and no GPU .* set hardware\.devices"):
+    with pytest.raises(
+        PipelineError,
+        match=r"hardware\.devices = null: with hardware\.distribute = mirrored and no GPU .* set hardware\.devices",
+    ):
         mirrored_devices(None)
 
 
@@ -50,17 +61,34 @@ def test_the_cpu_cannot_be_resplit_once_tensorflow_runs():
 
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(PipelineError, match=r"hardware\.distribute = multi_worker needs the TF_CONFIG environment variable, e\.g\. \{"):
+    with pytest.raises(
+        PipelineError, match=r"hardware\.distribute = multi_worker needs the TF_CONFIG environment variable, e\.g\. \{"
+    ):
         make_strategy(_hardware(distribute="multi_worker"))
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("not json", r"TF_CONFIG is not a cluster description \(JSONDecodeError"),
-    (json.dumps({"task": {"type": "worker", "index": 0}}), r"TF_CONFIG is not a cluster description \(KeyError: 'cluster'\)"),
-    (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 1}}), r"TF_CONFIG task = .*must name a 'worker'"),
-    (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}), r"TF_CONFIG task = .*must name a 'worker'"),
-    (json.dumps({"cluster": {"worker": []}, "task": {"type": "chief", "index": 0}}), r"TF_CONFIG task = .*must name a 'worker'"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("not json", r"TF_CONFIG is not a cluster description \(JSONDecodeError"),
+        (
+            json.dumps({"task": {"type": "worker", "index": 0}}),
+            r"TF_CONFIG is not a cluster description \(KeyError: 'cluster'\)",
+        ),
+        (
+            json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 1}}),
+            r"TF_CONFIG task = .*must name a 'worker'",
+        ),
+        (
+            json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}),
+            r"TF_CONFIG task = .*must name a 'worker'",
+        ),
+        (
+            json.dumps({"cluster": {"worker": []}, "task": {"type": "chief", "index": 0}}),
+            r"TF_CONFIG task = .*must name a 'worker'",
+        ),
+    ],
+)
 def test_malformed_tf_config_names_what_is_wrong(raw, expected):
     with pytest.raises(PipelineError, match=expected):
         check_tf_config(raw)
@@ -68,4 +96,6 @@ def test_malformed_tf_config_names_what_is_wrong(raw, expected):
 
 def test_a_well_formed_tf_config_passes():
     check_tf_config(json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}))
-    check_tf_config(json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}}))
+    check_tf_config(
+        json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}})
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from digits.runtime import tf
+
 import numpy as np
 import pytest
 
-from digits.runtime import tf
 from digits.dropout import dropout
 
 ONES = tf.ones([4000, 256])

@@ -1,44 +1,65 @@
-"""digits/errors.py: the restore hint names what really restores each output; the dvc watch finds its dvc."""
+"""digits/errors.py: run_main turns a PipelineError into one line and exit 1, Ctrl-C into exit 130, a bug into a
+traceback.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
-from digits.errors import dvc_ancestor, process_start_time, removed_outputs, restore_hint
 
 
-def test_each_removed_output_is_restored_from_where_it_is_kept():
-    dvc_yaml = ROOT / "dvc.yaml"
-    assert removed_outputs("prepare", dvc_yaml) == ([], ["data/prepared"])
-    assert removed_outputs("evaluate", dvc_yaml) == (
-        ["plots/confusion.csv", "plots/confusion_errors.csv", "plots/misclassified.png", "metrics/evaluate.json"], [])
-    in_git, in_cache = removed_outputs("train", dvc_yaml)
-    assert "models/checkpoint.npz" not in in_git + in_cache  # persist: DVC never removes it
+def _run_main(body: str) -> subprocess.CompletedProcess:
+    """A process whose main() is ``body`` (one statement), run through run_main, as every stage is."""
+    program = (
+        "from digits.errors import PipelineError, run_main\nimport os, signal, time\n"
+        f"def main():\n    {body}\nrun_main(main)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DVC_STAGE", None)
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
 
 
-def test_the_hint_is_empty_outside_dvc_and_generic_without_a_dvc_yaml(monkeypatch, tmp_path):
-    monkeypatch.delenv("DVC_STAGE", raising=False)
-    assert restore_hint() == ""
-    monkeypatch.setenv("DVC_STAGE", "evaluate")
+def test_a_pipeline_error_is_one_line_and_exit_1():
+    result = _run_main('raise PipelineError("train.lr = -1: must be > 0")')
+    assert result.returncode == 1
+    assert result.stderr == "error: train.lr = -1: must be > 0\n"
+
+
+def test_ctrl_c_exits_130_saying_nothing_was_half_written():
+    """What docs/faults.md promises for Ctrl-C: a real SIGINT, as the terminal sends it, not a raised exception."""
+    result = _run_main("os.kill(os.getpid(), signal.SIGINT); time.sleep(30)")
+    assert result.returncode == 130 == 128 + signal.SIGINT
+    assert result.stderr == "interrupted: no output was half-written; run again to resume\n"
+
+
+def test_success_exits_0_and_a_bug_keeps_its_traceback():
+    assert _run_main("print('done')").returncode == 0
+    result = _run_main("{}['missing']")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "KeyError: 'missing'" in result.stderr
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "train_member@3"])
+def test_under_dvc_the_error_says_how_to_restore_the_removed_outputs(monkeypatch, stage):
+    monkeypatch.setenv("DVC_STAGE", stage)
     monkeypatch.setenv("DVC_ROOT", str(ROOT))
-    assert restore_hint().endswith("to get them back: `git checkout -- plots/confusion.csv plots/confusion_errors.csv "
-                                   "plots/misclassified.png metrics/evaluate.json` (kept in git))")
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    assert "`dvc checkout evaluate` the others" in restore_hint()
-
-
-def test_the_watch_finds_a_dvc_parent_through_its_shell(tmp_path):
-    """dvc -> sh -c "python ..." -> the stage: the watch looks past the shell, and not past init."""
-    fake_dvc = tmp_path / "dvc"
-    probe = "from digits.errors import dvc_ancestor; import os; found = dvc_ancestor(); print(found and found[0])"
-    fake_dvc.write_text(f"import os, subprocess, sys\nprint(os.getpid(), flush=True)\n"
-                        f"subprocess.run(['/bin/sh', '-c', sys.executable + ' -c \"{probe}\"; true'])\n")
-    result = subprocess.run([sys.executable, str(fake_dvc)], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    dvc_pid, found = result.stdout.split()
-    assert found == dvc_pid, result.stdout + result.stderr
-    assert dvc_ancestor() is None  # pytest is not run by dvc
-    assert process_start_time(os.getpid()) == process_start_time(os.getpid()) and process_start_time(2**22 + 7) is None
+    program = (
+        "from digits.errors import PipelineError, run_main\n"
+        "def main():\n    raise PipelineError('broken')\nrun_main(main)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 1 and result.stderr.startswith(
+        "error: broken (DVC removed the previous outputs of stage"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1

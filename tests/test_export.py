@@ -30,10 +30,18 @@ export_saved_model(model, sys.argv[1], scale=[0.0, 1.0])
 
 
 def _export(directory: Path, *, eager_ops_before: int, weight: float = 0.5) -> dict[str, str]:
-    subprocess.run([sys.executable, "-c", EXPORT, str(directory), str(eager_ops_before), str(weight)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=120)
-    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(directory.rglob("*")) if path.is_file()}
+    subprocess.run(
+        [sys.executable, "-c", EXPORT, str(directory), str(eager_ops_before), str(weight)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
 
 
 def test_the_same_weights_export_the_same_bytes_after_any_history(tmp_path):
@@ -58,7 +66,9 @@ def _weights_workdir(directory: Path, **tta) -> Path:
 
     model = Mlp([784, 32, 10], activation="relu")
     rng = np.random.default_rng(0)
-    model.set_arrays({name: rng.normal(scale=0.1, size=array.shape).astype(np.float32) for name, array in model.get_arrays().items()})
+    model.set_arrays(
+        {name: rng.normal(scale=0.1, size=array.shape).astype(np.float32) for name, array in model.get_arrays().items()}
+    )
     (directory / "models").mkdir(parents=True)
     save_weights(model, directory / "models/weights.npz")
     params = small_params()
@@ -86,8 +96,11 @@ def test_the_exported_model_is_plain_unless_asked_then_it_averages_the_views_eva
     pixels = np.random.default_rng(1).integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
     scaled = tf.constant(pixels.reshape(20, 784).astype(np.float32) / 255.0)
     served = {}
-    for name, tta in {"plain": {"views": VIEWS, "export": False}, "tta": {"views": VIEWS, "export": True},
-                      "no views": {"views": [], "export": True}}.items():
+    for name, tta in {
+        "plain": {"views": VIEWS, "export": False},
+        "tta": {"views": VIEWS, "export": True},
+        "no views": {"views": [], "export": True},
+    }.items():
         workdir = _weights_workdir(tmp_path / name, **tta)
         result = run_stage("stages.export", workdir)
         assert result.returncode == 0, result.stderr
@@ -107,10 +120,14 @@ def test_a_full_disk_fails_the_export_in_one_line_with_nothing_half_written(tmp_
     workdir = _weights_workdir(tmp_path / "run")
     weights = (workdir / "models/weights.npz").read_bytes()
     (workdir / "models/weights.npz").unlink()
-    models = small_disk(workdir / "models", size=len(weights) + 64 * 1024)  # the weights fit, the SavedModel's copy of them does not
+    models = small_disk(
+        workdir / "models", size=len(weights) + 64 * 1024
+    )  # the weights fit, the SavedModel's copy of them does not
     (models / "weights.npz").write_bytes(weights)
     result = run_stage("stages.export", workdir)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith("error: models/saved_model: cannot write it (no space left on the device: free some and run again)")
+    assert result.stderr.startswith(
+        "error: models/saved_model: cannot write it (no space left on the device: free some and run again)"
+    )
     assert sorted(path.name for path in models.iterdir()) == ["weights.npz"]  # nothing half-written beside the weights

@@ -24,4 +24,6 @@ def test_tan_and_power():
     exact = np.tan(angles.astype(np.float64))
     assert (np.abs(tan(tf.constant(angles)).numpy() - exact) / np.abs(exact).clip(1e-3)).max() < 1e-6
     exponents = np.float32([0.0, 1.0, 7.5, 1000.0])
-    np.testing.assert_allclose(power(0.999, tf.constant(exponents)).numpy(), 0.999 ** exponents.astype(np.float64), rtol=2e-6)
+    np.testing.assert_allclose(
+        power(0.999, tf.constant(exponents)).numpy(), 0.999 ** exponents.astype(np.float64), rtol=2e-6
+    )

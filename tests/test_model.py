@@ -58,22 +58,41 @@ def test_weights_file_round_trips_with_its_activation(tmp_path, activation):
 
 def test_weights_file_with_mismatched_layers_is_refused(tmp_path):
     from digits.artifacts import save_npz
-    save_npz(tmp_path / "w.npz", {"W0": np.zeros((784, 8), np.float32), "b0": np.zeros(8, np.float32),
-                                  "W1": np.zeros((9, 10), np.float32), "b1": np.zeros(10, np.float32), "activation": np.array("relu")})
+
+    save_npz(
+        tmp_path / "w.npz",
+        {
+            "W0": np.zeros((784, 8), np.float32),
+            "b0": np.zeros(8, np.float32),
+            "W1": np.zeros((9, 10), np.float32),
+            "b1": np.zeros(10, np.float32),
+            "activation": np.array("relu"),
+        },
+    )
     with pytest.raises(PipelineError, match=r"array 'W1' is float32 \(9, 10\), expected float32 \(8, 10\)"):
         load_weights(tmp_path / "w.npz")
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda arrays: arrays.pop("activation"), "missing array 'activation'"),
-    (lambda arrays: arrays.pop("W1"), r"W1 is missing or not a matrix"),
-    (lambda arrays: arrays.update(b0=np.zeros(9, np.float32)), r"array 'b0' is float32 \(9,\), expected float32 \(16,\)"),
-    (lambda arrays: arrays.update(W0=arrays["W0"].astype(np.float64)), r"array 'W0' is float64 \(784, 16\), expected float32 \(784, 16\)"),
-    (lambda arrays: arrays.update(activation=np.array(3)), r"array 'activation' is int64 \(\), expected str \(\)"),
-    (lambda arrays: arrays.update(extra=np.zeros(1)), "unexpected array 'extra'"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda arrays: arrays.pop("activation"), "missing array 'activation'"),
+        (lambda arrays: arrays.pop("W1"), r"W1 is missing or not a matrix"),
+        (
+            lambda arrays: arrays.update(b0=np.zeros(9, np.float32)),
+            r"array 'b0' is float32 \(9,\), expected float32 \(16,\)",
+        ),
+        (
+            lambda arrays: arrays.update(W0=arrays["W0"].astype(np.float64)),
+            r"array 'W0' is float64 \(784, 16\), expected float32 \(784, 16\)",
+        ),
+        (lambda arrays: arrays.update(activation=np.array(3)), r"array 'activation' is int64 \(\), expected str \(\)"),
+        (lambda arrays: arrays.update(extra=np.zeros(1)), "unexpected array 'extra'"),
+    ],
+)
 def test_a_damaged_weights_file_is_refused_naming_what_is_wrong(tmp_path, damage, expected):
     from digits.artifacts import save_npz
+
     arrays = build_model(_model_params(hidden=[16])).get_arrays() | {"activation": np.array("relu")}
     damage(arrays)
     save_npz(tmp_path / "w.npz", arrays)
@@ -82,7 +101,7 @@ def test_a_damaged_weights_file_is_refused_naming_what_is_wrong(tmp_path, damage
 
 
 def test_unknown_activation_is_refused():
-    with pytest.raises(PipelineError, match="model.activation = 'gelu'"):
+    with pytest.raises(PipelineError, match=r"model\.activation = 'gelu'"):
         Mlp([784, 10], activation="gelu")
 
 
@@ -92,7 +111,9 @@ def test_he_init_has_the_keras_he_normal_spread():
         fan_in = weight.shape[0]
         std = float(np.std(weight.numpy()))
         assert std == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.05)
-        assert np.abs(weight.numpy()).max() <= 2 * np.sqrt(2.0 / fan_in) / 0.8796 + 1e-6  # truncated at two (raw) stddevs
+        assert (
+            np.abs(weight.numpy()).max() <= 2 * np.sqrt(2.0 / fan_in) / 0.8796 + 1e-6
+        )  # truncated at two (raw) stddevs
 
 
 def test_layer_input_transforms_what_enters_each_layer():
@@ -116,4 +137,6 @@ def test_every_matmul_sums_at_most_512_terms_in_one_piece_and_the_pieces_add_up_
     assert hlo.count(" dot(") == pieces
     np.testing.assert_allclose(compiled(left, right).numpy(), left.astype(np.float64) @ right, rtol=1e-4, atol=1e-4)
     transposed = tf.function(lambda a, b: matmul_in_parts(a, b, transpose_right=True), jit_compile=True)
-    np.testing.assert_array_equal(transposed(left, np.ascontiguousarray(right.T)).numpy(), compiled(left, right).numpy())
+    np.testing.assert_array_equal(
+        transposed(left, np.ascontiguousarray(right.T)).numpy(), compiled(left, right).numpy()
+    )

@@ -17,7 +17,11 @@ def test_scaling_maps_0_and_255_to_the_range_ends(scale):
     pixels = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
     scaled = scale_pixels(pixels, scale=scale)
     assert scaled.dtype == np.float32 and scaled.shape == (1, 4)
-    np.testing.assert_allclose(scaled[0], [scale[0], scale[1], scale[0] + 0.2 * (scale[1] - scale[0]), scale[0] + 0.4 * (scale[1] - scale[0])], atol=1e-6)
+    np.testing.assert_allclose(
+        scaled[0],
+        [scale[0], scale[1], scale[0] + 0.2 * (scale[1] - scale[0]), scale[0] + 0.4 * (scale[1] - scale[0])],
+        atol=1e-6,
+    )
 
 
 def test_one_hot():
@@ -44,6 +48,7 @@ def test_val_size_as_large_as_the_training_set_is_refused():
         stratified_split(np.arange(60) % 10, val_size=60, seed=0)
 
 
+@pytest.mark.slow
 def test_stage_writes_the_three_splits(workdir):
     result = run_stage("stages.prepare", workdir)
     assert result.returncode == 0, result.stderr
@@ -54,6 +59,7 @@ def test_stage_writes_the_three_splits(workdir):
     np.testing.assert_array_equal(test.classes, load_raw_dataset(RAW_MNIST)["test_labels"][:1000])
 
 
+@pytest.mark.slow
 def test_stage_output_is_byte_identical_across_runs(workdir):
     assert run_stage("stages.prepare", workdir).returncode == 0
     first = {p.name: p.read_bytes() for p in (workdir / "data" / "prepared").iterdir()}
@@ -61,6 +67,7 @@ def test_stage_output_is_byte_identical_across_runs(workdir):
     assert first == {p.name: p.read_bytes() for p in (workdir / "data" / "prepared").iterdir()}
 
 
+@pytest.mark.slow
 def test_corrupt_raw_data_fails_cleanly_and_writes_nothing(tmp_path):
     raw = write_raw_dir(tmp_path / "raw")
     (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 not really gzip")
@@ -71,6 +78,7 @@ def test_corrupt_raw_data_fails_cleanly_and_writes_nothing(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_val_size_too_large_fails_before_writing(tmp_path):
     raw = write_raw_dir(tmp_path / "raw")
     write_params(tmp_path, small_params(data={"raw_dir": str(raw), "val_size": 60, "train_size": None}))

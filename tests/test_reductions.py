@@ -1,4 +1,6 @@
-"""digits/reductions.py: sums in a fixed order, equal to TensorFlow's own to rounding, and the same bits at every vector width."""
+"""digits/reductions.py: sums in a fixed order, equal to TensorFlow's own to rounding, and the same bits at every vector
+width.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ def test_fixed_sum_is_the_sum_to_rounding_along_any_axis_and_size(shape, axis):
     expected = values.astype(np.float64).sum(axis=axis)
     np.testing.assert_allclose(fixed_sum(tf.constant(values), axis=axis).numpy(), expected, rtol=1e-5, atol=1e-5)
     assert fixed_sum(tf.constant(values), axis=axis, keepdims=True).shape[axis] == 1
-    np.testing.assert_allclose(fixed_mean(tf.constant(values), axis=axis).numpy(), expected / shape[axis], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        fixed_mean(tf.constant(values), axis=axis).numpy(), expected / shape[axis], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_fixed_sum_is_a_pairwise_tree_and_the_same_with_a_size_known_only_at_run_time():
@@ -43,7 +47,9 @@ def test_softmax_and_cross_entropy_match_tensorflows_with_the_same_gradient():
         ours = softmax_cross_entropy(labels, logits)
         theirs = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tape.gradient(ours, logits).numpy(), tape.gradient(theirs, logits).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        tape.gradient(ours, logits).numpy(), tape.gradient(theirs, logits).numpy(), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_add_bias_gradient_is_the_batch_sum():
@@ -52,7 +58,9 @@ def test_add_bias_gradient_is_the_batch_sum():
     with tf.GradientTape() as tape:
         tape.watch(bias)
         result = add_bias(outputs, bias)
-    np.testing.assert_array_equal(tape.gradient(result, bias, output_gradients=tf.constant(upstream)).numpy(), upstream.sum(axis=0))
+    np.testing.assert_array_equal(
+        tape.gradient(result, bias, output_gradients=tf.constant(upstream)).numpy(), upstream.sum(axis=0)
+    )
 
 
 WIDTH_PROBE = """
@@ -66,13 +74,19 @@ labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
 columns = rng.standard_normal((100, 300)).astype(np.float32)
 program = lambda x, z, y: (fixed_sum(fixed_sum(x, axis=0), axis=0), fixed_sum(x, axis=1), softmax(z),
                            fixed_sum(softmax_cross_entropy(y, z), axis=0))
-outputs = tf.function(program, jit_compile=True)(columns, logits, labels)  # arguments: constants would be folded at compile time
+# arguments, not constants: constants would be folded at compile time
+outputs = tf.function(program, jit_compile=True)(columns, logits, labels)
 print(hashlib.sha256(b"".join(np.asarray(o).tobytes() for o in outputs)).hexdigest()[:16])
 """
 
 
 def _digest_at_width(bits: int) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_FLAGS": f"--xla_cpu_prefer_vector_width={bits}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "XLA_FLAGS": f"--xla_cpu_prefer_vector_width={bits}",
+    }
     result = subprocess.run([sys.executable, "-c", WIDTH_PROBE], env=env, capture_output=True, text=True, check=True)
     return result.stdout.splitlines()[-1]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from digits.runtime import tf
+
 import numpy as np
 import pytest
 
-from digits.runtime import tf
 from digits.regularizers import max_norm, smooth_labels
 
 

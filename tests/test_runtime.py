@@ -9,17 +9,25 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, small_params, write_params
-from digits.runtime import SAME_BITS_SWITCH, SAME_BITS_XLA_FLAGS, START_UP_NOISE, configure_xla_cpu, start_up_noise_removed
+from digits.runtime import (
+    SAME_BITS_SWITCH,
+    SAME_BITS_XLA_FLAGS,
+    START_UP_NOISE,
+    configure_xla_cpu,
+    start_up_noise_removed,
+)
+
+import pytest
+
+from conftest import run_stage, small_params, write_params
 
 ABSL_LINE = re.compile(r"^[IWEF]\d{4} ", re.M)
 
 
 def _stage(module: str, cwd, **env_changes) -> subprocess.CompletedProcess:
     """Run a stage with the environment a user has: no TF_CPP_MIN_LOG_LEVEL of ours."""
-    env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "DIGITS_TF_LOGS")}
-    env.update(PYTHONPATH=str(ROOT), **env_changes)
-    return subprocess.run([sys.executable, "-m", module], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    drop = tuple(name for name in ("TF_CPP_MIN_LOG_LEVEL", "DIGITS_TF_LOGS") if name not in env_changes)
+    return run_stage(module, cwd, env=env_changes, drop=drop)
 
 
 def _train_workdir(tmp_path, prepared_dir):
@@ -28,6 +36,7 @@ def _train_workdir(tmp_path, prepared_dir):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_stage_writes_nothing_but_its_own_lines_to_stderr(tmp_path, prepared_dir):
     workdir = _train_workdir(tmp_path, prepared_dir)
     trained = _stage("stages.train", workdir)
@@ -42,6 +51,7 @@ def test_a_stage_writes_nothing_but_its_own_lines_to_stderr(tmp_path, prepared_d
     assert "weights.npz" in failed.stderr
 
 
+@pytest.mark.slow
 def test_the_switch_turns_tensorflow_logging_back_on(tmp_path, prepared_dir):
     workdir = _train_workdir(tmp_path, prepared_dir)
     trained = _stage("stages.train", workdir, DIGITS_TF_LOGS="1")
@@ -52,8 +62,10 @@ def test_the_switch_turns_tensorflow_logging_back_on(tmp_path, prepared_dir):
 def test_start_up_filter_drops_tensorflow_noise_and_keeps_everything_else(capfd):
     noise = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-        "I0000 00:00:1795567709.877034    2644 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
-        "E0000 00:00:1795567714.463710    2644 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+        "I0000 00:00:1795567709.877034    2644 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU "
+        "will not be used.",
+        "E0000 00:00:1795567714.463710    2644 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+        "Failed call to cuInit: UNKNOWN ERROR (303)",
     ]
     kept = [
         "E0000 00:00:1795567714.463710    2644 cuda_dnn.cc:10] Could not load cuDNN: a real problem on a GPU machine",
@@ -62,7 +74,9 @@ def test_start_up_filter_drops_tensorflow_noise_and_keeps_everything_else(capfd)
     with start_up_noise_removed():
         os.write(2, ("\n".join(noise + kept[:1]) + "\n").encode())  # C++ writes straight to file descriptor 2
         print(kept[1], file=sys.stderr)
-    assert sorted(capfd.readouterr().err.splitlines()) == sorted(kept)  # (pytest routes sys.stderr around file descriptor 2)
+    assert sorted(capfd.readouterr().err.splitlines()) == sorted(
+        kept
+    )  # (pytest routes sys.stderr around file descriptor 2)
     assert all(START_UP_NOISE.match(line) for line in noise) and not any(START_UP_NOISE.match(line) for line in kept)
 
 
@@ -78,7 +92,10 @@ def test_xla_flags_are_added_but_never_override_the_users(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x")
     configure_xla_cpu()
     assert os.environ["XLA_FLAGS"].startswith("--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x ")
-    assert "--xla_cpu_multi_thread_eigen=false" not in os.environ["XLA_FLAGS"] and "--xla_cpu_prefer_vector_width=512" in os.environ["XLA_FLAGS"]
+    assert (
+        "--xla_cpu_multi_thread_eigen=false" not in os.environ["XLA_FLAGS"]
+        and "--xla_cpu_prefer_vector_width=512" in os.environ["XLA_FLAGS"]
+    )
 
 
 def test_the_switch_for_cpu_specific_speed_sets_only_the_old_flag(monkeypatch):

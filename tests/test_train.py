@@ -6,52 +6,48 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_stage, small_params, write_params
+from conftest import ROOT, run_stage, stage_workdir
 from digits.artifacts import load_npz
-
-pytestmark = pytest.mark.slow  # runs stages or other processes: see pytest.ini
-
-
-def _workdir(tmp_path, prepared_dir, name="run", **overrides):
-    directory = tmp_path / name
-    shutil.copytree(prepared_dir, directory / "data" / "prepared")
-    write_params(directory, small_params(**overrides))
-    return directory
+from digits.scratch import EVERY_AUGMENTATION, stage_command, stage_env
 
 
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_stage_writes_weights_curves_and_metrics(tmp_path, prepared_dir):
-    workdir = _workdir(tmp_path, prepared_dir)
+    workdir = stage_workdir(tmp_path, prepared_dir)
     result = run_stage("stages.train", workdir)
     assert result.returncode == 0, result.stderr
     assert "epoch 2/2" in result.stdout
     metrics = json.loads((workdir / "metrics/train.json").read_text())
     assert metrics["epochs"] == 2 and metrics["parameters"] == 784 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10
     assert 0.5 < metrics["val_accuracy"] <= 1
-    assert (workdir / "plots/train_history.csv").read_text().splitlines()[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+    assert (workdir / "plots/train_history.csv").read_text().splitlines()[
+        0
+    ] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
     assert set(load_npz(workdir / "models/weights.npz")) == {"W0", "b0", "W1", "b1", "W2", "b2", "activation"}
     assert not [p for p in workdir.rglob(".*tmp*")]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_divergence_exits_non_zero_and_writes_no_model(tmp_path, prepared_dir):
-    workdir = _workdir(tmp_path, prepared_dir, data={"scale": [0, 255]}, model={"init_stddev": 1.0},
-                       train={"loss": "mse", "lr": 1e-3, "lr_schedule": "constant"})
+    workdir = stage_workdir(
+        tmp_path,
+        prepared_dir,
+        data={"scale": [0, 255]},
+        model={"init_stddev": 1.0},
+        train={"loss": "mse", "lr": 1e-3, "lr_schedule": "constant"},
+    )
     assert run_stage("stages.prepare", workdir).returncode == 0  # pixels now 0-255
     result = run_stage("stages.train", workdir)
     assert result.returncode == 1
@@ -63,19 +59,35 @@ def test_divergence_exits_non_zero_and_writes_no_model(tmp_path, prepared_dir):
 
 RECIPE = {  # every regularisation and augmentation feature on, as the best recipe has them
     "model": {"init": "he"},
-    "train": {"optimizer": "momentum", "nesterov": True, "lr": 0.05, "warmup_epochs": 1, "weight_decay": 2e-5, "max_norm": 4.0,
-              "label_smoothing": 0.05, "dropout_input": 0.1, "dropout_hidden": 0.25, "keep": "best", "ema_decay": 0.99},
-    "augment": {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0},
+    "train": {
+        "optimizer": "momentum",
+        "nesterov": True,
+        "lr": 0.05,
+        "warmup_epochs": 1,
+        "weight_decay": 2e-5,
+        "max_norm": 4.0,
+        "label_smoothing": 0.05,
+        "dropout_input": 0.1,
+        "dropout_hidden": 0.25,
+        "keep": "best",
+        "ema_decay": 0.99,
+    },
+    "augment": EVERY_AUGMENTATION,
 }
 
 
-def test_the_recipe_stage_shows_its_augmentation_keeps_the_best_epoch_and_exports_without_dropout(tmp_path, prepared_dir):
-    workdir = _workdir(tmp_path, prepared_dir, **{**RECIPE, "train": {**RECIPE["train"], "epochs": 4}})
+@pytest.mark.slow
+def test_the_recipe_stage_shows_its_augmentation_keeps_the_best_epoch_and_exports_without_dropout(
+    tmp_path, prepared_dir
+):
+    workdir = stage_workdir(tmp_path, prepared_dir, **{**RECIPE, "train": {**RECIPE["train"], "epochs": 4}})
     result = run_stage("stages.train", workdir)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((workdir / "metrics/train.json").read_text())
     history = np.loadtxt(workdir / "plots/train_history.csv", delimiter=",", skiprows=1)
-    assert metrics["epochs_run"] == 4 and metrics["kept_epoch"] == metrics["best_epoch"] == int(history[history[:, 4].argmax(), 0])
+    assert metrics["epochs_run"] == 4 and metrics["kept_epoch"] == metrics["best_epoch"] == int(
+        history[history[:, 4].argmax(), 0]
+    )
     assert metrics["best_val_accuracy"] == history[:, 4].max() > 0.7
     kept = history[metrics["kept_epoch"] - 1]  # metrics/train.json describes the epoch whose weights models/ holds
     assert [metrics[key] for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")] == kept[1:].tolist()
@@ -87,7 +99,9 @@ def test_the_recipe_stage_shows_its_augmentation_keeps_the_best_epoch_and_export
     # No dropout at inference: the exported SavedModel gives exactly what the saved weights give, every time.
     assert run_stage("stages.export", workdir).returncode == 0
     import tensorflow as tf
+
     from digits.model import load_weights
+
     images = np.load(workdir / "data/prepared/val.npz")["images"][:50]
     served = tf.saved_model.load(str(workdir / "models/saved_model")).signatures["serving_default"]
     pixels = tf.constant(np.round(images.reshape(-1, 28, 28) * 255).astype(np.uint8))
@@ -98,27 +112,40 @@ def test_the_recipe_stage_shows_its_augmentation_keeps_the_best_epoch_and_export
     np.testing.assert_allclose(first, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_shipped_params_draw_the_digits_unchanged(tmp_path, prepared_dir):
-    workdir = _workdir(tmp_path, prepared_dir, train={"epochs": 1})
+    workdir = stage_workdir(tmp_path, prepared_dir, train={"epochs": 1})
     assert run_stage("stages.train", workdir).returncode == 0
     grid = Image.open(workdir / "plots/augmented.png")
-    assert grid.size == (84, 16 + 10 * 84) and np.asarray(grid)[16:].min() < 100  # the originals alone, no epoch columns
+    assert (
+        grid.size == (84, 16 + 10 * 84) and np.asarray(grid)[16:].min() < 100
+    )  # the originals alone, no epoch columns
 
 
-@pytest.mark.parametrize("overrides, member", [
-    ({"train": {"epochs": 8}}, 0),
-    ({**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}, 0),
-    ({**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}, 2),  # a committee member, writing under members/2/
-], ids=["default", "recipe", "recipe-member"])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides, member",
+    [
+        ({"train": {"epochs": 8}}, 0),
+        ({**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}, 0),
+        ({**RECIPE, "train": {**RECIPE["train"], "epochs": 8}}, 2),  # a committee member, writing under members/2/
+    ],
+    ids=["default", "recipe", "recipe-member"],
+)
 def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared_dir, overrides, member):
     arguments = ("--member", str(member))
-    reference = _workdir(tmp_path, prepared_dir, "reference", **overrides)
+    reference = stage_workdir(tmp_path, prepared_dir, "reference", **overrides)
     assert run_stage("stages.train", reference, *arguments).returncode == 0
 
-    killed = _workdir(tmp_path, prepared_dir, "killed", **overrides)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "stages.train", *arguments], cwd=killed, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+    killed = stage_workdir(tmp_path, prepared_dir, "killed", **overrides)
+    process = subprocess.Popen(
+        stage_command("stages.train", *arguments),
+        cwd=killed,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     for line in process.stdout:
         if line.startswith("epoch 1/8"):  # printed right after the epoch's checkpoint is in place
             process.send_signal(signal.SIGKILL)
@@ -143,155 +170,47 @@ def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_
         assert not (killed / "models").exists() and "committee member 2" in result.stdout
 
 
+@pytest.mark.slow
 def test_stale_prepared_data_is_refused(tmp_path, prepared_dir):
-    workdir = _workdir(tmp_path, prepared_dir)
+    workdir = stage_workdir(tmp_path, prepared_dir)
     from digits.artifacts import save_npz
+
     arrays = load_npz(workdir / "data/prepared/train.npz")
-    save_npz(workdir / "data/prepared/train.npz", {"images": arrays["images"].astype(np.float64), "labels": arrays["labels"]})
+    save_npz(
+        workdir / "data/prepared/train.npz", {"images": arrays["images"].astype(np.float64), "labels": arrays["labels"]}
+    )
     result = run_stage("stages.train", workdir)
     assert result.returncode == 1
-    assert "data/prepared/train.npz: array 'images' is float64 (2000, 784), expected float32 (N, pixels)" in result.stderr
+    assert (
+        "data/prepared/train.npz: array 'images' is float64 (2000, 784), expected float32 (N, pixels)" in result.stderr
+    )
     assert "dvc checkout" not in result.stderr  # run by hand: nothing was removed
     assert not (workdir / "models").exists()
 
-    under_dvc = run_stage("stages.train", workdir, env={"DVC_STAGE": "train", "DVC_ROOT": str(ROOT)})  # as dvc repro runs it
+    under_dvc = run_stage(
+        "stages.train", workdir, env={"DVC_STAGE": "train", "DVC_ROOT": str(ROOT)}
+    )  # as dvc repro runs it
     assert under_dvc.returncode == 1 and len(under_dvc.stderr.strip().splitlines()) == 1
     assert under_dvc.stderr.strip().endswith(
         "(DVC removed the previous outputs of stage 'train' before running it; to get them back: "
         "`git checkout -- plots/train_history.csv plots/augmented.png metrics/train.json` (kept in git) "
-        "and `dvc checkout train` (kept in DVC's cache))")
+        "and `dvc checkout train` (kept in DVC's cache))"
+    )
 
 
+@pytest.mark.slow
 def test_every_thread_count_gives_the_same_bits(tmp_path, prepared_dir):
     """The default net and batch, whose first-layer weight gradient (784 x 128 x 256) XLA's default
     splits over the threads; with digits.runtime's flags every matmul sums in one fixed order."""
     digests = {}
     for threads in ("1", "2", "3"):
-        workdir = _workdir(tmp_path, prepared_dir, f"threads{threads}", model={"hidden": [256, 128]}, train={"batch_size": 128})
+        workdir = stage_workdir(
+            tmp_path, prepared_dir, f"threads{threads}", model={"hidden": [256, 128]}, train={"batch_size": 128}
+        )
         result = run_stage("stages.train", workdir, env={"TF_NUM_INTRAOP_THREADS": threads})
         assert result.returncode == 0, result.stderr
         digests[threads] = (_digest(workdir / "models/weights.npz"), _digest(workdir / "plots/train_history.csv"))
     assert len(set(digests.values())) == 1, digests
-
-
-# ------------------------------------------------------------ tf.distribute
-
-
-def _max_difference(first, second) -> float:
-    a, b = load_npz(first), load_npz(second)
-    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a if k != "activation")
-
-
-def _digest_line(output: str) -> str:
-    return re.search(r"weights sha256 ([0-9a-f]{16})", output).group(1)
-
-
-def test_mirrored_stage_on_two_cpus_matches_the_single_device_stage(tmp_path, prepared_dir):
-    single = _workdir(tmp_path, prepared_dir, "single", train={"batch_size": 96})  # 2000 = 20 x 96 + 80
-    mirrored = _workdir(tmp_path, prepared_dir, "mirrored", train={"batch_size": 96}, hardware={"distribute": "mirrored", "devices": 2})
-    assert run_stage("stages.train", single).returncode == 0
-    result = run_stage("stages.train", mirrored)
-    assert result.returncode == 0, result.stderr
-    assert "2 replicas (CPU:0, CPU:1)" in result.stdout
-    assert _max_difference(single / "models/weights.npz", mirrored / "models/weights.npz") < 1e-5
-    assert (mirrored / "metrics/train.json").is_file()
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def _start_cluster(workdirs) -> list[subprocess.Popen]:
-    """One ``python -m stages.train`` per directory, as workers of one cluster on loopback ports."""
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(len(workdirs))]}
-    processes = []
-    for index, workdir in enumerate(workdirs):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        with open(workdir / "stdout.log", "w") as stdout, open(workdir / "stderr.log", "w") as stderr:
-            processes.append(subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, env=env, stdout=stdout, stderr=stderr))
-    return processes
-
-
-def _wait(processes, *, timeout: float = 240) -> None:
-    """Wait for every worker; past ``timeout`` kill them all, so a hung cluster fails the test instead of CI."""
-    deadline = time.monotonic() + timeout
-    try:
-        for process in processes:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-def _cluster_workdirs(tmp_path, prepared_dir, prefix, **train):
-    return [_workdir(tmp_path, prepared_dir, f"{prefix}{index}", train=train, hardware={"distribute": "multi_worker"}) for index in range(2)]
-
-
-def test_two_workers_on_localhost_agree_and_only_the_chief_writes(tmp_path, prepared_dir):
-    single = _workdir(tmp_path, prepared_dir, "single", train={"epochs": 1})
-    assert run_stage("stages.train", single).returncode == 0
-    chief, worker = _cluster_workdirs(tmp_path, prepared_dir, "worker", epochs=1)
-    processes = _start_cluster([chief, worker])
-    _wait(processes)
-    outputs = [(directory / "stdout.log").read_text() for directory in (chief, worker)]
-    for process, directory in zip(processes, (chief, worker)):
-        assert process.returncode == 0, (directory / "stderr.log").read_text()[-3000:]
-    assert "2 replicas on 2 workers (this is worker 0, chief)" in outputs[0]
-    assert "(this is worker 1, not the chief" in outputs[1]
-    assert _digest_line(outputs[0]) == _digest_line(outputs[1])  # both workers hold the same weights
-    assert re.findall(r"epoch 1/1: .*", outputs[0]) == re.findall(r"epoch 1/1: .*", outputs[1])  # and the same reduced metrics
-    for name in ("models/weights.npz", "models/checkpoint.npz", "metrics/train.json", "plots/train_history.csv"):
-        assert (chief / name).is_file(), name
-    assert sorted(p.name for p in worker.iterdir()) == ["data", "params.yaml", "stderr.log", "stdout.log"]
-    assert _max_difference(single / "models/weights.npz", chief / "models/weights.npz") < 1e-5
-
-
-def test_a_killed_cluster_resumes_from_the_chiefs_checkpoint(tmp_path, prepared_dir):
-    reference = _workdir(tmp_path, prepared_dir, "reference", train={"epochs": 4}, hardware={"distribute": "mirrored", "devices": 2})
-    assert run_stage("stages.train", reference).returncode == 0
-
-    workdirs = _cluster_workdirs(tmp_path, prepared_dir, "worker", epochs=4)
-    processes = _start_cluster(workdirs)
-    deadline = time.monotonic() + 180
-    while "epoch 1/4" not in (workdirs[0] / "stdout.log").read_text() and processes[0].poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    processes[0].kill()  # the chief dies; the other worker must notice and stop by itself
-    _wait(processes, timeout=120)
-    assert processes[1].returncode == 1
-    message = (workdirs[1] / "stderr.log").read_text().strip().splitlines()[-1]
-    assert message.startswith("error: another worker stopped answering during the epoch"), message
-    done = int(load_npz(workdirs[0] / "models/checkpoint.npz")["epoch"])
-    assert 1 <= done < 4 and not (workdirs[1] / "models").exists()
-
-    processes = _start_cluster(workdirs)  # the worker has no checkpoint of its own: it must take the chief's
-    _wait(processes)
-    assert [process.returncode for process in processes] == [0, 0], (workdirs[1] / "stderr.log").read_text()[-3000:]
-    outputs = [(directory / "stdout.log").read_text() for directory in workdirs]
-    assert f"resuming from models/checkpoint.npz after epoch {done} of 4" in outputs[0]
-    assert _digest_line(outputs[0]) == _digest_line(outputs[1])
-    assert _max_difference(reference / "models/weights.npz", workdirs[0] / "models/weights.npz") < 1e-5
-
-
-def test_workers_started_with_other_params_all_stop_with_one_clear_error(tmp_path, prepared_dir):
-    chief = _workdir(tmp_path, prepared_dir, "worker0", train={"epochs": 1}, hardware={"distribute": "multi_worker"})
-    worker = _workdir(tmp_path, prepared_dir, "worker1", train={"epochs": 1, "batch_size": 50}, hardware={"distribute": "multi_worker"})
-    processes = _start_cluster([chief, worker])
-    _wait(processes)
-    assert [process.returncode for process in processes] == [1, 1]
-    for directory in (chief, worker):
-        message = (directory / "stderr.log").read_text().strip().splitlines()[-1]
-        assert "1 of 2 replicas were started with other params than the chief" in message, message
-        assert "every worker needs the same params.yaml" in message
-    assert not (chief / "models").exists()
 
 
 # ---------------------------------------------------------------- outputs that cannot be written
@@ -304,37 +223,54 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_an_output_that_cannot_be_written_is_refused_before_training(tmp_path, prepared_dir):
-    workdir = _workdir(tmp_path, prepared_dir)
+    workdir = stage_workdir(tmp_path, prepared_dir)
     (workdir / "models/checkpoint.npz").mkdir(parents=True)
     result = run_stage("stages.train", workdir)
-    assert _one_error_line(result) == ("error: models/checkpoint.npz: cannot write it (a directory is in the way); "
-                                       "the previous version, if any, is untouched")
+    assert _one_error_line(result) == (
+        "error: models/checkpoint.npz: cannot write it (a directory is in the way); "
+        "the previous version, if any, is untouched"
+    )
     assert "epoch 1/" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_read_only_output_directory_is_refused_before_training(tmp_path, prepared_dir, small_disk):
-    workdir = _workdir(tmp_path, prepared_dir)
+    workdir = stage_workdir(tmp_path, prepared_dir)
     small_disk(workdir / "models", size=1 << 20, read_only=True)
     result = run_stage("stages.train", workdir)
-    assert _one_error_line(result).startswith("error: models/checkpoint.npz: cannot write it (the file system is read-only)")
+    assert _one_error_line(result).startswith(
+        "error: models/checkpoint.npz: cannot write it (the file system is read-only)"
+    )
     assert "epoch 1/" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_naming_the_output_with_nothing_half_written(tmp_path, prepared_dir, small_disk):
-    """The first checkpoint (213 kB) fits on 300 kB, the second beside it does not. (The SavedModel's full disk: tests/test_export.py.)"""
-    workdir = _workdir(tmp_path, prepared_dir)
+    """The first checkpoint (213 kB) fits on 300 kB, the second beside it does not. (The SavedModel's full disk:
+    tests/test_export.py.)
+    """
+    workdir = stage_workdir(tmp_path, prepared_dir)
     models = small_disk(workdir / "models", size=300 * 1024)
     result = run_stage("stages.train", workdir)
-    assert _one_error_line(result).startswith("error: models/checkpoint.npz: cannot write it (no space left on the device: free some and run again)")
-    assert not [path for path in models.rglob("*") if ".tmp" in path.name or ".old" in path.name]  # no temporary left behind
+    assert _one_error_line(result).startswith(
+        "error: models/checkpoint.npz: cannot write it (no space left on the device: free some and run again)"
+    )
+    assert not [
+        path for path in models.rglob("*") if ".tmp" in path.name or ".old" in path.name
+    ]  # no temporary left behind
     assert not (workdir / "models/weights.npz").exists()
-    done = int(load_npz(models / "checkpoint.npz")["epoch"])  # what was written before is whole: a rerun resumes from it
+    done = int(
+        load_npz(models / "checkpoint.npz")["epoch"]
+    )  # what was written before is whole: a rerun resumes from it
     assert done >= 1 and json.loads((workdir / "metrics/train.json").read_text())["epochs_run"] == done
 
 
 def test_live_metrics_and_the_editors_signal_after_an_epoch(tmp_path, monkeypatch):
-    """What train writes after each epoch: the metrics and curves so far, and (under DVC) dvclive's signal file for VS Code."""
+    """What train writes after each epoch: the metrics and curves so far, and (under DVC) dvclive's signal file for VS
+    Code.
+    """
     from digits.checkpoints import EpochRecord, History
     from stages.train import HISTORY, METRICS, write_metrics_and_history
 
@@ -343,8 +279,11 @@ def test_live_metrics_and_the_editors_signal_after_an_epoch(tmp_path, monkeypatc
     write_metrics_and_history(tmp_path, history=history, epochs=10, parameters=123)
     metrics = json.loads((tmp_path / METRICS).read_text())
     assert (metrics["epochs"], metrics["epochs_run"], metrics["kept_epoch"], metrics["val_accuracy"]) == (10, 2, 2, 0.8)
-    assert (tmp_path / HISTORY).read_text().splitlines() == ["epoch,train_loss,train_accuracy,val_loss,val_accuracy",
-                                                            "1,0.9,0.7,0.8,0.75", "2,0.5,0.85,0.6,0.8"]
+    assert (tmp_path / HISTORY).read_text().splitlines() == [
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy",
+        "1,0.9,0.7,0.8,0.75",
+        "2,0.5,0.85,0.6,0.8",
+    ]
     signal = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "run" / "DVCLIVE_STEP_COMPLETED"
     assert not signal.exists()  # outside DVC: no signal
 
@@ -352,3 +291,41 @@ def test_live_metrics_and_the_editors_signal_after_an_epoch(tmp_path, monkeypatc
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
     write_metrics_and_history(tmp_path, history=history, epochs=10, parameters=123)
     assert json.loads(signal.read_text()) == {"pid": os.getpid(), "step": 2}
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_run_exits_130_with_nothing_half_written_and_the_rerun_resumes(tmp_path, prepared_dir):
+    """docs/faults.md's Ctrl-C row: the terminal sends SIGINT to the stage; it stops at once, exit 130, one line."""
+    workdir = stage_workdir(tmp_path, prepared_dir, train={"epochs": 12})
+    process = subprocess.Popen(
+        stage_command("stages.train"),
+        cwd=workdir,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1/12"):  # printed right after the epoch's checkpoint is in place
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: no output was half-written; run again to resume"
+    assert "Traceback" not in stderr
+    assert not (workdir / "models/weights.npz").exists()
+    assert not [path for path in workdir.rglob("*") if ".tmp" in path.name]  # no temporary left behind
+    done = int(load_npz(workdir / "models/checkpoint.npz")["epoch"])
+    assert 1 <= done < 12
+    rerun = run_stage("stages.train", workdir)
+    assert rerun.returncode == 0 and f"after epoch {done} of 12" in rerun.stdout, rerun.stderr
+
+
+@pytest.mark.slow
+def test_a_network_too_large_for_the_machine_is_refused_before_anything_is_written(tmp_path, prepared_dir):
+    workdir = stage_workdir(tmp_path, prepared_dir, model={"hidden": [100000, 100000]})
+    assert run_stage("stages.check_params", workdir).returncode == 0  # the schema is the same on every machine
+    for stage in ("stages.train", "stages.baseline"):
+        result = run_stage(stage, workdir)
+        assert _one_error_line(result).startswith("error: model.hidden = [100000, 100000]: training this network needs")
+    assert sorted(path.name for path in workdir.iterdir()) == ["data", "params.yaml"]

@@ -1,4 +1,4 @@
-"""digits/tta.py: fixed views that move the digit as asked, the same on every call, and no views = the plain prediction."""
+"""digits/tta.py: fixed views move the digit as asked, the same on every call; no views is the plain prediction."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from digits.tta import averaged_probabilities, tta_logits, view_of
 def _model(seed: int = 0) -> Mlp:
     model = Mlp([784, 16, 10], activation="relu")
     rng = np.random.default_rng(seed)
-    model.set_arrays({name: rng.normal(scale=0.2, size=array.shape).astype(np.float32) for name, array in model.get_arrays().items()})
+    model.set_arrays(
+        {name: rng.normal(scale=0.2, size=array.shape).astype(np.float32) for name, array in model.get_arrays().items()}
+    )
     return model
 
 
@@ -27,19 +29,25 @@ def test_no_views_is_exactly_the_plain_prediction_and_the_identity_view_changes_
     np.testing.assert_array_equal(tta_logits(model, images, [], background=0.0), predict_logits(model, images))
     np.testing.assert_array_equal(view_of(tf.constant(images), TtaView(), background=0.0).numpy(), images)
     plain = softmax(model(tf.constant(images))).numpy()
-    np.testing.assert_array_equal(averaged_probabilities(model, tf.constant(images), [TtaView()], background=0.0).numpy(), plain)
+    np.testing.assert_array_equal(
+        averaged_probabilities(model, tf.constant(images), [TtaView()], background=0.0).numpy(), plain
+    )
 
 
 def test_a_view_moves_turns_and_scales_the_digit_as_its_keys_say():
     image = np.zeros((28, 28), np.float32)
     image[10, 12] = 1.0  # one lit pixel: row 10, column 12
-    moved = view_of(tf.constant(image.reshape(1, 784)), TtaView(shift=[1.0, -2.0]), background=0.0).numpy().reshape(28, 28)
+    moved = (
+        view_of(tf.constant(image.reshape(1, 784)), TtaView(shift=[1.0, -2.0]), background=0.0).numpy().reshape(28, 28)
+    )
     assert np.argwhere(moved == 1.0).tolist() == [[8, 13]] and moved.sum() == 1.0  # one right, two up
     turned = view_of(tf.constant(image.reshape(1, 784)), TtaView(rotation=90.0), background=0.0).numpy().reshape(28, 28)
     # a quarter turn counter-clockwise about the centre (13.5, 13.5): (x, y) = (12, 10) goes to (10, 15)
     assert np.unravel_index(turned.argmax(), turned.shape) == (15, 10) and turned.max() > 0.99
     blank = view_of(tf.constant(np.full((1, 784), -0.5, np.float32)), TtaView(scale=0.8), background=-0.5).numpy()
-    np.testing.assert_allclose(blank, -0.5)  # a shrunk blank image stays blank: the border is filled with the background
+    np.testing.assert_allclose(
+        blank, -0.5
+    )  # a shrunk blank image stays blank: the border is filled with the background
 
 
 def test_the_prediction_is_the_mean_softmax_over_the_image_and_its_views_and_the_same_on_every_call():

@@ -19,7 +19,7 @@ Each run's outputs (weights, SavedModel, metrics, plots) are hashed and
 compared with the first run's. The last line is ``same_bits=true`` or
 ``same_bits=false``; the exit status is 1 when any output differs.
 
-    python tools/same_bits.py                                   # 1 2 3 4 8 threads, 3 emulated x86 CPUs, 4 emulated ARM64 CPUs
+    python tools/same_bits.py   # 1 2 3 4 8 threads, 3 emulated x86 CPUs, 4 emulated ARM64 CPUs
     python tools/same_bits.py --threads 2 --cpus --arm-cpus max   # native against Apple-M4-like SME alone
     python tools/same_bits.py --threads 2 --cpus EPYC-Rome --hidden 1024 1024 --epochs 2   # the best recipe's net
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -40,9 +39,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digits.scratch import (  # noqa: E402
+    EVERY_AUGMENTATION,
+    run_stage,
+    shipped_params,
+    stage_command,
+    stage_env,
+    with_changes,
+    write_params,
+)
+
 DEFAULT_THREADS = (1, 2, 3, 4, 8)
 # AMD Zen 2, Intel Haswell, Hygon (a Zen licensee). qemu 7.2 mis-runs code built for later Intel
 # models (docs/reproducibility.md): Skylake crashes with DIGITS_SAME_BITS=0 too.
@@ -51,14 +60,34 @@ DEFAULT_CPUS = ("EPYC-Rome", "Haswell-v4", "Dhyana-v2")
 DEFAULT_ARM_CPUS = ("neoverse-n1", "a64fx", "cortex-a72", "max")
 AARCH64_DIR = ROOT / ".aarch64"  # made by `make aarch64` (tools/aarch64_python.sh)
 FAILED = "failed"
-OUTPUTS = ("models/weights.npz", "models/saved_model", "metrics/train.json", "metrics/evaluate.json",
-           "plots/train_history.csv", "plots/augmented.png", "plots/confusion.csv", "plots/misclassified.png")
+OUTPUTS = (
+    "models/weights.npz",
+    "models/saved_model",
+    "metrics/train.json",
+    "metrics/evaluate.json",
+    "plots/train_history.csv",
+    "plots/augmented.png",
+    "plots/confusion.csv",
+    "plots/misclassified.png",
+)
 # Every training feature on, at the best recipe's strengths
 FEATURES = {
     "model": {"init": "he", "init_seed": 1},
-    "train": {"optimizer": "momentum", "nesterov": True, "lr": 0.05, "warmup_epochs": 1, "weight_decay": 2e-5, "max_norm": 4.0,
-              "label_smoothing": 0.05, "dropout_input": 0.1, "dropout_hidden": 0.2, "keep": "best", "batch_size": 128, "ema_decay": 0.99},
-    "augment": {"rotation": 12.0, "scale": 0.1, "shift": 2.0, "shear": 5.0, "elastic_alpha": 30.0, "elastic_sigma": 5.0},
+    "train": {
+        "optimizer": "momentum",
+        "nesterov": True,
+        "lr": 0.05,
+        "warmup_epochs": 1,
+        "weight_decay": 2e-5,
+        "max_norm": 4.0,
+        "label_smoothing": 0.05,
+        "dropout_input": 0.1,
+        "dropout_hidden": 0.2,
+        "keep": "best",
+        "batch_size": 128,
+        "ema_decay": 0.99,
+    },
+    "augment": EVERY_AUGMENTATION,
     "tta": {"views": [{"shift": [1.0, 0.0]}, {"rotation": -6.0}, {"scale": 0.95}], "export": True},
 }
 
@@ -87,23 +116,22 @@ def aarch64_python(directory: Path = AARCH64_DIR) -> Path | None:
     return python if python.exists() and shutil.which("qemu-aarch64") else None
 
 
-def write_params(workdir: Path, *, hidden: list[int], epochs: int, train_size: int, test_size: int) -> None:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(raw_dir=str(ROOT / params["data"]["raw_dir"]), train_size=train_size, test_size=test_size, val_size=train_size // 5)
-    for section, values in FEATURES.items():
-        params[section].update(values)
-    params["model"]["hidden"] = hidden
-    params["train"]["epochs"] = epochs
-    params["train"]["warmup_epochs"] = min(FEATURES["train"]["warmup_epochs"], epochs - 1)  # a warm-up must end before the run does
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def run_params(*, hidden: list[int], epochs: int, train_size: int, test_size: int) -> dict:
+    """The shipped params with every feature on (FEATURES), on a slice, for ``epochs``."""
+    sizes = {
+        "data": {"train_size": train_size, "test_size": test_size, "val_size": train_size // 5},
+        "model": {"hidden": hidden},
+        # a warm-up must end before the run does
+        "train": {"epochs": epochs, "warmup_epochs": min(FEATURES["train"]["warmup_epochs"], epochs - 1)},
+    }
+    return with_changes(with_changes(shipped_params(), FEATURES), sizes)
 
 
-def stage_env(threads: int | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_NUM_INTRAOP_THREADS", None)
-    if threads is not None:
-        env["TF_NUM_INTRAOP_THREADS"] = str(threads)
-    return env
+def thread_env(threads: int | None) -> dict[str, str]:
+    """A stage's environment with ``threads`` intra-op threads, or TensorFlow's own choice (None)."""
+    if threads is None:
+        return stage_env(drop=["TF_NUM_INTRAOP_THREADS"])
+    return stage_env({"TF_NUM_INTRAOP_THREADS": str(threads)})
 
 
 def run_stages(run: Run, prepared: Path, workdir: Path) -> None:
@@ -111,8 +139,8 @@ def run_stages(run: Run, prepared: Path, workdir: Path) -> None:
     shutil.copytree(prepared / "data" / "prepared", workdir / "data" / "prepared")
     shutil.copy(prepared / "params.yaml", workdir / "params.yaml")
     for stage in ("train", "evaluate", "export"):
-        command = [*run.launcher, run.python, "-m", f"stages.{stage}"]
-        result = subprocess.run(command, cwd=workdir, env=stage_env(run.threads), capture_output=True, text=True)
+        command = stage_command(f"stages.{stage}", python=run.python, launcher=run.launcher)
+        result = subprocess.run(command, cwd=workdir, env=thread_env(run.threads), capture_output=True, text=True)
         if result.returncode != 0:
             noise = "TCG doesn't support requested feature"  # qemu's note on every thread it starts
             errors = "\n".join(line for line in result.stderr.splitlines() if noise not in line)
@@ -134,13 +162,13 @@ def output_digests(workdir: Path) -> dict[str, str]:
 
 
 def prepare(workdir: Path, **sizes) -> None:
-    write_params(workdir, **sizes)
-    result = subprocess.run([sys.executable, "-m", "stages.prepare"], cwd=workdir, env=stage_env(None), capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"stages.prepare failed:\n{result.stderr}")
+    write_params(workdir, run_params(**sizes))
+    run_stage("stages.prepare", workdir, drop=["TF_NUM_INTRAOP_THREADS"], check=True)
 
 
-def compare(runs: list[Run], *, hidden: list[int], epochs: int, train_size: int, test_size: int, jobs: int) -> dict[str, dict[str, str]]:
+def compare(
+    runs: list[Run], *, hidden: list[int], epochs: int, train_size: int, test_size: int, jobs: int
+) -> dict[str, dict[str, str]]:
     """Each run's output digests, keyed by run name, all from the same prepared data."""
     with tempfile.TemporaryDirectory(prefix="same-bits-") as temporary:
         root = Path(temporary)
@@ -161,7 +189,9 @@ def compare(runs: list[Run], *, hidden: list[int], epochs: int, train_size: int,
 
 
 def differences(results: dict[str, dict[str, str]]) -> list[str]:
-    """'run: output' for every output that differs from the first run's, and 'run: failed ...' for a run that did not finish."""
+    """'run: output' for every output that differs from the first run's, and 'run: failed ...' for a run that did not
+    finish.
+    """
     reference = next(iter(results.values()))
     found = []
     for name, digests in results.items():
@@ -172,20 +202,42 @@ def differences(results: dict[str, dict[str, str]]) -> list[str]:
     return found
 
 
-def planned_runs(threads: list[int], cpus: list[str], arm_cpus: list[str] = (), *, aarch64: Path = AARCH64_DIR) -> list[Run]:
+def planned_runs(
+    threads: list[int], cpus: list[str], arm_cpus: list[str] = (), *, aarch64: Path = AARCH64_DIR
+) -> list[Run]:
     runs = [Run(f"native-{count}-threads", threads=count) for count in threads]
     runs += [Run(f"qemu-{model}", launcher=("qemu-x86_64", "-cpu", model)) for model in cpus]
     arm_python = str(aarch64_python_path(aarch64))
-    return runs + [Run(f"arm64-{model}", launcher=("qemu-aarch64", "-cpu", model, "-L", str(aarch64 / "root")), python=arm_python)
-                   for model in arm_cpus]
+    return runs + [
+        Run(f"arm64-{model}", launcher=("qemu-aarch64", "-cpu", model, "-L", str(aarch64 / "root")), python=arm_python)
+        for model in arm_cpus
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="*", default=list(DEFAULT_THREADS), help="native runs, one per intra-op thread count")
-    parser.add_argument("--cpus", nargs="*", default=list(DEFAULT_CPUS), help="emulated runs, one per qemu -cpu model (qemu-x86_64 -cpu help)")
-    parser.add_argument("--arm-cpus", nargs="*", default=list(DEFAULT_ARM_CPUS), help="emulated ARM64 runs, one per qemu-aarch64 -cpu model")
-    parser.add_argument("--aarch64", type=Path, default=AARCH64_DIR, help="the aarch64 Python's folder (make aarch64 builds .aarch64/)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        default=list(DEFAULT_THREADS),
+        help="native runs, one per intra-op thread count",
+    )
+    parser.add_argument(
+        "--cpus",
+        nargs="*",
+        default=list(DEFAULT_CPUS),
+        help="emulated runs, one per qemu -cpu model (qemu-x86_64 -cpu help)",
+    )
+    parser.add_argument(
+        "--arm-cpus",
+        nargs="*",
+        default=list(DEFAULT_ARM_CPUS),
+        help="emulated ARM64 runs, one per qemu-aarch64 -cpu model",
+    )
+    parser.add_argument(
+        "--aarch64", type=Path, default=AARCH64_DIR, help="the aarch64 Python's folder (make aarch64 builds .aarch64/)"
+    )
     parser.add_argument("--hidden", type=int, nargs="*", default=[64, 32])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=1500)
@@ -196,12 +248,26 @@ def main() -> None:
         print("qemu-x86_64 is not installed (Debian: apt-get install qemu-user): the emulated CPUs are left out")
         args.cpus = []
     if args.arm_cpus and not aarch64_python(args.aarch64):
-        print(f"no aarch64 Python in {args.aarch64} (make aarch64 builds it, with qemu-user): the emulated ARM64 CPUs are left out")
+        print(
+            f"no aarch64 Python in {args.aarch64} (make aarch64 builds it, with qemu-user): the emulated ARM64 CPUs "
+            "are left out"
+        )
         args.arm_cpus = []
     runs = planned_runs(args.threads, args.cpus, args.arm_cpus, aarch64=args.aarch64.resolve())
-    print(f"net 784-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs on {args.train_size} images, every training feature on; "
-          f"{len(runs)} runs: {', '.join(run.name for run in runs)}", flush=True)
-    results = compare(runs, hidden=args.hidden, epochs=args.epochs, train_size=args.train_size, test_size=args.test_size, jobs=args.jobs)
+    print(
+        f"net 784-{'-'.join(map(str, args.hidden))}-10, {args.epochs} epochs on {args.train_size} images, every "
+        "training feature on; "
+        f"{len(runs)} runs: {', '.join(run.name for run in runs)}",
+        flush=True,
+    )
+    results = compare(
+        runs,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        jobs=args.jobs,
+    )
     print(f"\n{'run':28s} " + " ".join(f"{Path(output).name[:16]:>16s}" for output in OUTPUTS))
     for name, digests in results.items():
         print(f"{name:28s} " + " ".join(f"{digests.get(output, FAILED):>16s}" for output in OUTPUTS))
