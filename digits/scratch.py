@@ -36,6 +36,21 @@ EVERY_AUGMENTATION = {
     "elastic_alpha": 30.0,
     "elastic_sigma": 5.0,
 }
+# Every training feature on (Nesterov momentum with warm-up, weight decay, max-norm, label smoothing, dropout,
+# keep: best, weight averaging), at the best recipe's strengths: the ``train`` changes that exercise all of the loop.
+EVERY_TRAINING_FEATURE = {
+    "optimizer": "momentum",
+    "nesterov": True,
+    "lr": 0.05,
+    "warmup_epochs": 1,
+    "weight_decay": 2e-5,
+    "max_norm": 4.0,
+    "label_smoothing": 0.05,
+    "dropout_input": 0.1,
+    "dropout_hidden": 0.2,
+    "keep": "best",
+    "ema_decay": 0.99,
+}
 
 
 def shipped_params() -> dict:

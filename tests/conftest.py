@@ -12,10 +12,12 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -171,6 +173,25 @@ def stage_workdir(tmp_path: Path, prepared_dir: Path, name: str = "run", **chang
     return directory
 
 
+def fit_on_slice(
+    prepared_dir: Path, strategy=None, *, run: dict | None = None, checkpoint=None, log=None, **train_changes
+):
+    """``make_trainer`` on the prepared slice, then ``fit`` it with the train params also changed by ``run``.
+
+    Returns (trainer, history); ``log`` collects fit's lines (default: dropped).
+    """
+    from digits.data import load_split
+    from digits.training import fit
+
+    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
+    trainer, settings = make_trainer(train, strategy, **train_changes)
+    settings = settings.model_copy(update=run or {})
+    history = fit(
+        trainer, train=train, val=val, settings=settings, checkpoint=checkpoint, log=log or (lambda line: None)
+    )
+    return trainer, history
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """An empty directory with the small params.yaml, for running stages."""
@@ -218,3 +239,45 @@ def small_disk(tmp_path: Path):
     yield mount
     for directory in reversed(mounted):
         subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+# ------------------------------------------------------------------ a DVC repository (tests/test_pipeline*.py)
+
+BIN = Path(sys.executable).parent
+DVC = str(BIN / "dvc")
+GIT_USER = ["-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def run_command(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command (git, dvc) the way a user of the venv would: its bin first on PATH; a failure fails the test."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2", "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A committed copy of the project whose params train on a slice, after one `dvc repro`.
+
+    Nothing `make setup` would do beyond installing requirements.txt: a clone as DVC users set one up."""
+    repo = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file() and not name.startswith(("metrics/", "plots/")) and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(val_size=500, train_size=2000, test_size=1000)
+    params["train"].update(epochs=2)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_command(["git", "init", "-q"], repo)
+    run_command(["git", "add", "-A"], repo)
+    run_command(["git", *GIT_USER, "commit", "-qm", "slice"], repo)
+    run_command([DVC, "repro"], repo)
+    run_command(["git", "add", "-A"], repo)
+    run_command(["git", *GIT_USER, "commit", "-qm", "repro"], repo)
+    return repo

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_trainer
+from conftest import fit_on_slice, make_trainer
 from digits.averaging import WeightAverage, moving_average, ramped_decay
 from digits.checkpoints import load_npz
 from digits.data import Split, load_split
@@ -40,17 +40,9 @@ def test_one_update_of_the_average_is_the_formula():
 
 
 def _fit_averaged(prepared_dir, *, epochs=3, checkpoint=None, strategy=None, **changes):
-    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    trainer, settings = make_trainer(train, strategy, ema_decay=0.99, **changes)
-    history = fit(
-        trainer,
-        train=train,
-        val=val,
-        settings=settings.model_copy(update={"epochs": epochs}),
-        checkpoint=checkpoint,
-        log=lambda line: None,
+    return fit_on_slice(
+        prepared_dir, strategy, run={"epochs": epochs}, checkpoint=checkpoint, ema_decay=0.99, **changes
     )
-    return trainer, history
 
 
 def test_the_average_is_what_validation_measures_and_what_the_run_keeps(prepared_dir):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import RECIPE_AUGMENT, RECIPE_TRAIN, make_trainer
+from conftest import RECIPE_AUGMENT, RECIPE_TRAIN, fit_on_slice, make_trainer
 from digits.data import Split, load_split, steps_per_epoch
 from digits.distributed_trainer import DistributedTrainer, replica_pieces
 from digits.model import weights_digest
@@ -105,37 +105,14 @@ def test_mirrored_with_dropout_and_augmentation_follows_single_device_training(p
 
 
 def test_mirrored_fit_resumes_and_guards_against_divergence(prepared_dir, two_cpus, tmp_path):
-    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    uninterrupted, _ = make_trainer(train, two_cpus)
-    fit(
-        uninterrupted,
-        train=train,
-        val=val,
-        settings=load_params().train.model_copy(update=dict(epochs=3)),
-        log=lambda line: None,
-    )
-    first, _ = make_trainer(train, two_cpus)
+    uninterrupted, _ = fit_on_slice(prepared_dir, two_cpus)
     checkpoint = Checkpointing(tmp_path / "checkpoint.npz", "run")
-    fit(
-        first,
-        train=train,
-        val=val,
-        settings=load_params().train.model_copy(update=dict(epochs=1)),
-        checkpoint=checkpoint,
-        log=lambda line: None,
-    )
-    resumed, _ = make_trainer(train, two_cpus)
-    history = fit(
-        resumed,
-        train=train,
-        val=val,
-        settings=load_params().train.model_copy(update=dict(epochs=3)),
-        checkpoint=checkpoint,
-        log=lambda line: None,
-    )
+    fit_on_slice(prepared_dir, two_cpus, run={"epochs": 1}, checkpoint=checkpoint)
+    resumed, history = fit_on_slice(prepared_dir, two_cpus, checkpoint=checkpoint)
     assert [row.epoch for row in history.rows] == [1, 2, 3]
     assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
+    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
     unscaled = Split(images=train.images * 255.0, labels=train.labels)
     diverging, _ = make_trainer(train, two_cpus, loss="mse", lr=1e-3, lr_schedule="constant")
     for variable in diverging.model.weights:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 
 import pytest
 import yaml
@@ -66,3 +67,10 @@ def test_the_docs_quote_the_committed_metrics_and_weights():
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     weights = next(out for out in lock["stages"]["train"]["outs"] if out["path"] == "models/weights.npz")
     assert f"md5 `{weights['md5']}`" in row("docs/reproducibility.md", "| development VM")
+
+
+def test_every_test_file_the_docs_name_exists():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+    for page in pages:
+        for name in set(re.findall(r"tests/test_\w+\.py", page.read_text())):
+            assert (ROOT / name).is_file(), f"{page.relative_to(ROOT)} names {name}, which does not exist"

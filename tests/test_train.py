@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import ROOT, run_stage, stage_workdir
 from digits.artifacts import load_npz
-from digits.scratch import EVERY_AUGMENTATION, stage_command, stage_env
+from digits.scratch import EVERY_AUGMENTATION, EVERY_TRAINING_FEATURE, stage_command, stage_env
 
 
 def _digest(path) -> str:
@@ -59,19 +59,7 @@ def test_divergence_exits_non_zero_and_writes_no_model(tmp_path, prepared_dir):
 
 RECIPE = {  # every regularisation and augmentation feature on, as the best recipe has them
     "model": {"init": "he"},
-    "train": {
-        "optimizer": "momentum",
-        "nesterov": True,
-        "lr": 0.05,
-        "warmup_epochs": 1,
-        "weight_decay": 2e-5,
-        "max_norm": 4.0,
-        "label_smoothing": 0.05,
-        "dropout_input": 0.1,
-        "dropout_hidden": 0.25,
-        "keep": "best",
-        "ema_decay": 0.99,
-    },
+    "train": EVERY_TRAINING_FEATURE,
     "augment": EVERY_AUGMENTATION,
 }
 
@@ -122,6 +110,26 @@ def test_shipped_params_draw_the_digits_unchanged(tmp_path, prepared_dir):
     )  # the originals alone, no epoch columns
 
 
+def _signal_after_the_first_epoch(
+    workdir: Path, *arguments: str, epochs: int, signal_number: int, stderr=subprocess.DEVNULL
+) -> subprocess.Popen:
+    """Start the train stage in ``workdir`` and send it ``signal_number`` the moment it prints epoch 1's line, which
+    it prints right after the epoch's checkpoint is in place."""
+    process = subprocess.Popen(
+        stage_command("stages.train", *arguments),
+        cwd=workdir,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    for line in process.stdout:
+        if line.startswith(f"epoch 1/{epochs}"):
+            process.send_signal(signal_number)
+            break
+    return process
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides, member",
@@ -138,18 +146,7 @@ def test_sigkill_after_a_checkpoint_then_rerun_matches_an_uninterrupted_run(tmp_
     assert run_stage("stages.train", reference, *arguments).returncode == 0
 
     killed = stage_workdir(tmp_path, prepared_dir, "killed", **overrides)
-    process = subprocess.Popen(
-        stage_command("stages.train", *arguments),
-        cwd=killed,
-        env=stage_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1/8"):  # printed right after the epoch's checkpoint is in place
-            process.send_signal(signal.SIGKILL)
-            break
+    process = _signal_after_the_first_epoch(killed, *arguments, epochs=8, signal_number=signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
     out = Path(".") if member == 0 else Path(f"members/{member}")
@@ -297,18 +294,7 @@ def test_live_metrics_and_the_editors_signal_after_an_epoch(tmp_path, monkeypatc
 def test_ctrl_c_mid_run_exits_130_with_nothing_half_written_and_the_rerun_resumes(tmp_path, prepared_dir):
     """docs/faults.md's Ctrl-C row: the terminal sends SIGINT to the stage; it stops at once, exit 130, one line."""
     workdir = stage_workdir(tmp_path, prepared_dir, train={"epochs": 6})
-    process = subprocess.Popen(
-        stage_command("stages.train"),
-        cwd=workdir,
-        env=stage_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1/6"):  # printed right after the epoch's checkpoint is in place
-            process.send_signal(signal.SIGINT)
-            break
+    process = _signal_after_the_first_epoch(workdir, epochs=6, signal_number=signal.SIGINT, stderr=subprocess.PIPE)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: no output was half-written; run again to resume"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_trainer
+from conftest import fit_on_slice
 from digits.data import load_split
 from digits.model import build_model, weights_digest
 from digits.optimizers import make_optimizer
@@ -29,17 +29,7 @@ def _settings(**changes):
 
 
 def _fit(prepared_dir, shuffle_seed, checkpoint=None):
-    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    trainer, settings = make_trainer(train)
-    history = fit(
-        trainer,
-        train=train,
-        val=val,
-        settings=settings.model_copy(update={"shuffle_seed": shuffle_seed}),
-        checkpoint=checkpoint,
-        log=lambda line: None,
-    )
-    return trainer, history
+    return fit_on_slice(prepared_dir, run={"shuffle_seed": shuffle_seed}, checkpoint=checkpoint)
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(prepared_dir):
@@ -55,27 +45,10 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(prepared_di
 def test_resuming_from_a_checkpoint_gives_the_uninterrupted_weights(prepared_dir, tmp_path):
     uninterrupted, _ = _fit(prepared_dir, shuffle_seed=7)
     checkpoint = tmp_path / "checkpoint.npz"
-    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    trainer, settings = make_trainer(train)
-    fit(
-        trainer,
-        train=train,
-        val=val,
-        settings=settings.model_copy(update={"epochs": 1}),
-        checkpoint=Checkpointing(checkpoint, "run"),
-        log=lambda line: None,
-    )
+    fit_on_slice(prepared_dir, run={"epochs": 1}, checkpoint=Checkpointing(checkpoint, "run"))
     # A new process would build everything afresh; so do we, then resume epochs 2-3.
-    resumed, settings = make_trainer(train)
     messages = []
-    fit(
-        resumed,
-        train=train,
-        val=val,
-        settings=settings,
-        checkpoint=Checkpointing(checkpoint, "run"),
-        log=messages.append,
-    )
+    resumed, _ = fit_on_slice(prepared_dir, checkpoint=Checkpointing(checkpoint, "run"), log=messages.append)
     assert "resuming" in messages[0] and "after epoch 1 of 3" in messages[0]
     assert weights_digest(resumed.model) == weights_digest(uninterrupted.model)
 
@@ -150,42 +123,20 @@ def test_keep_best_survives_a_kill_and_resume(prepared_dir, tmp_path):
 def test_patience_stops_a_run_that_stopped_improving(prepared_dir, tmp_path):
     split, checkpoint = load_split("val", prepared_dir), tmp_path / "checkpoint.npz"
     messages = []
-    history = fit(
-        ScriptedTrainer(SCRIPT),
-        train=split,
-        val=split,
-        settings=_settings(epochs=6, shuffle_seed=1, keep="best", patience=2),
-        checkpoint=Checkpointing(checkpoint, "x"),
-        log=messages.append,
-    )
+    run = dict(train=split, val=split, settings=_settings(epochs=6, shuffle_seed=1, keep="best", patience=2))
+    history = fit(ScriptedTrainer(SCRIPT), **run, checkpoint=Checkpointing(checkpoint, "x"), log=messages.append)
     assert [row.epoch for row in history.rows] == [1, 2, 3, 4] and history.stopped_early
     assert "stopping early, no better val accuracy for 2 epochs (best 0.8000 at epoch 2)" in messages[-1]
     # The early-stopped checkpoint is a finished run: a forced rerun trains from the start, like a completed one.
-    again = fit(
-        ScriptedTrainer(SCRIPT),
-        train=split,
-        val=split,
-        settings=_settings(epochs=6, shuffle_seed=1, keep="best", patience=2),
-        checkpoint=Checkpointing(checkpoint, "x"),
-        log=lambda line: None,
-    )
+    again = fit(ScriptedTrainer(SCRIPT), **run, checkpoint=Checkpointing(checkpoint, "x"), log=lambda line: None)
     assert [row.epoch for row in again.rows] == [1, 2, 3, 4]
 
 
 def test_checkpoint_from_other_params_is_not_resumed(prepared_dir, tmp_path):
     checkpoint = tmp_path / "checkpoint.npz"
     _fit(prepared_dir, shuffle_seed=7, checkpoint=Checkpointing(checkpoint, "test"))
-    train, val = load_split("train", prepared_dir), load_split("val", prepared_dir)
-    trainer, settings = make_trainer(train)
     messages = []
-    fit(
-        trainer,
-        train=train,
-        val=val,
-        settings=settings.model_copy(update={"epochs": 1}),
-        checkpoint=Checkpointing(checkpoint, "other"),
-        log=messages.append,
-    )
+    fit_on_slice(prepared_dir, run={"epochs": 1}, checkpoint=Checkpointing(checkpoint, "other"), log=messages.append)
     assert "made with other params; not resuming" in messages[0]
 
 

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from digits.scratch import (  # noqa: E402
     EVERY_AUGMENTATION,
+    EVERY_TRAINING_FEATURE,
     run_stage,
     shipped_params,
     stage_command,
@@ -73,20 +74,7 @@ OUTPUTS = (
 # Every training feature on, at the best recipe's strengths
 FEATURES = {
     "model": {"init": "he", "init_seed": 1},
-    "train": {
-        "optimizer": "momentum",
-        "nesterov": True,
-        "lr": 0.05,
-        "warmup_epochs": 1,
-        "weight_decay": 2e-5,
-        "max_norm": 4.0,
-        "label_smoothing": 0.05,
-        "dropout_input": 0.1,
-        "dropout_hidden": 0.2,
-        "keep": "best",
-        "batch_size": 128,
-        "ema_decay": 0.99,
-    },
+    "train": {**EVERY_TRAINING_FEATURE, "batch_size": 128},
     "augment": EVERY_AUGMENTATION,
     "tta": {"views": [{"shift": [1.0, 0.0]}, {"rotation": -6.0}, {"scale": 0.95}], "export": True},
 }
