@@ -248,10 +248,20 @@ DVC = str(BIN / "dvc")
 GIT_USER = ["-c", "user.name=t", "-c", "user.email=t@t"]
 
 
+def command_env(**extra: str) -> dict[str, str]:
+    """The environment of a user of the venv running git or dvc: its bin first on PATH, quiet, no analytics."""
+    return {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "DVC_NO_ANALYTICS": "1",
+        **extra,
+    }
+
+
 def run_command(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command (git, dvc) the way a user of the venv would: its bin first on PATH; a failure fails the test."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2", "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    """Run a command (git, dvc) in ``command_env()``; with ``check``, a failure fails the test."""
+    result = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
     return result

@@ -4,7 +4,6 @@ satisfy, a stage that fails after DVC removed its outputs, and dvc itself termin
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, DVC, run_command
+from conftest import DVC, command_env, run_command
 
 
 @pytest.mark.slow
@@ -93,13 +92,7 @@ def test_the_restore_hint_of_a_failed_stage_brings_back_every_removed_output(rep
 def test_a_stage_stops_when_its_dvc_is_terminated_and_a_rerun_resumes_to_the_same_bits(repo):
     """SIGTERM to dvc alone (as a job scheduler sends): DVC dies without passing it on; the stage notices and stops."""
     original = _set_params(repo, train={"epochs": 100})
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "DVC_NO_ANALYTICS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = command_env(PYTHONUNBUFFERED="1")
     try:
         dvc = subprocess.Popen(
             [DVC, "repro", "train"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

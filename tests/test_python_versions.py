@@ -26,8 +26,9 @@ THIS = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _installed(version: str) -> Path | None:
-    found = sorted(PYENV.glob(f"{version}.*/bin/python{version}"))
-    return found[-1] if found else None
+    """A Python ``version`` found the way tools/python_versions.py finds one (on PATH, then in pyenv's versions)."""
+    found = python_versions.find_interpreter(version)
+    return Path(found) if found else None
 
 
 def _pick(path: Path, *arguments: str) -> subprocess.CompletedProcess:
