@@ -14,7 +14,7 @@ RUN := PATH="$(BIN):$$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input
 
-.PHONY: setup repro test lint format deps bench bench-torch lock clean plots-template aarch64
+.PHONY: setup repro serve test lint format deps bench bench-torch lock clean plots-template aarch64
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ plots-template: $(VENV)/.installed
 
 repro: setup
 	$(RUN) $(BIN)/dvc repro
+
+# The drawing page and TF Serving's REST API for models/saved_model (docs/serving.md); ARGS="--port 8600" etc.
+serve: repro
+	$(RUN) $(BIN)/python -m stages.serve $(ARGS)
 
 # Two workers (pytest-xdist): most tests wait on a stage's start-up or an emulated CPU, one core each.
 TEST_WORKERS ?= 2

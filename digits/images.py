@@ -10,6 +10,7 @@ trained network sees what it was trained on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,24 +32,37 @@ class ImageError(PipelineError):
     """A picture that cannot be read or holds no digit."""
 
 
-def load_grayscale(path: Path | str) -> np.ndarray:
-    """Any PNG/JPEG (colour, grey, 16-bit, with alpha, rotated by EXIF) as float grey levels 0-255.
+class ImageTooLarge(ImageError):
+    """A picture with more pixels than allowed, or than memory holds (a server answers 413 to it)."""
 
-    A picture with transparency gets its ink from the alpha channel: a digit
-    drawn on a transparent background (white or black strokes) is the opaque
-    part, whatever its colour. 16-bit and 32-bit grey levels are scaled to
-    0-255, never clipped (clipping turns every level above 255 white).
-    """
+
+def load_grayscale(path: Path | str) -> np.ndarray:
+    """Any PNG/JPEG file (colour, grey, 16-bit, with alpha, rotated by EXIF) as float grey levels 0-255."""
     path = Path(path)
     problem = why_unreadable(path)
     if problem:
         raise ImageError(f"{path}: {problem}")
+    return decode_grayscale(path, name=str(path))
+
+
+def decode_grayscale(source: Path | BinaryIO, *, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A picture (a file's path, or its bytes in ``io.BytesIO``, as a server receives them) as float grey levels
+    0-255.
+
+    ``name`` starts every error message. A picture with transparency gets
+    its ink from the alpha channel: a digit drawn on a transparent background
+    (white or black strokes) is the opaque part, whatever its colour. 16-bit
+    and 32-bit grey levels are scaled to 0-255, never clipped (clipping turns
+    every level above 255 white). The size is checked against ``max_pixels``
+    from the header, before anything is decoded: a small file can claim a
+    huge picture (a decompression bomb).
+    """
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             width, height = opened.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{path}: too large ({width} x {height} pixels, at most {MAX_PIXELS // 1_000_000} megapixels); "
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"{name}: too large ({width} x {height} pixels, at most {max_pixels / 1_000_000:g} megapixels); "
                     "scale it down"
                 )
             image = ImageOps.exif_transpose(opened)
@@ -60,10 +74,13 @@ def load_grayscale(path: Path | str) -> np.ndarray:
             if image.mode in WIDE_MODES or image.mode in ("I", "F"):
                 return wide_to_grey(np.asarray(image, dtype=np.float64), full_scale=WIDE_MODES.get(image.mode))
             return np.asarray(image.convert("L"), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(f"{path}: not a readable image ({error})") from None
+    except UnidentifiedImageError as error:
+        reason = error if isinstance(source, Path) else "not in any format Pillow reads; send a PNG or JPEG"
+        raise ImageError(f"{name}: not a readable image ({reason})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{name}: not a readable image ({error})") from None
     except MemoryError:
-        raise ImageError(f"{path}: too large to decode in this machine's memory") from None
+        raise ImageTooLarge(f"{name}: too large to decode in this machine's memory") from None
 
 
 def wide_to_grey(levels: np.ndarray, *, full_scale: int | None) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,3 +142,34 @@ def scratch_workspace(
     with tempfile.TemporaryDirectory(prefix="digits-") as directory:
         write_params(Path(directory), params)
         yield Path(directory)
+
+
+@contextmanager
+def serving(cwd: Path, *args: str, timeout: float = 120) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m stages.serve --port 0 args`` running in ``cwd``; yields its base URL (``http://127.0.0.1:PORT``)
+    and the process, once it listens.
+
+    The server is stopped with Ctrl-C (SIGINT) afterwards, as a user stops it; its stderr stays readable.
+    """
+    process = subprocess.Popen(
+        stage_command("stages.serve", "--port", "0", *args),
+        cwd=cwd,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()  # "serve: <model> at http://HOST:PORT/ (Ctrl-C stops)", once it listens
+        if " at http://" not in line:
+            process.kill()
+            raise RuntimeError(f"stages.serve did not start in {cwd}:\n{line}{process.stderr.read()[-3000:]}")
+        yield line.split(" at ", 1)[1].split()[0].rstrip("/"), process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -15,27 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from digits.runtime import tf  # before any other TensorFlow import: quiet start-up, XLA flags
+from digits.runtime import tf  # noqa: F401 - before any other TensorFlow import: quiet start-up, XLA flags
 
 import numpy as np
 
+from digits.classifier import load_classifier
 from digits.errors import PipelineError, run_main
 from digits.images import load_grayscale, to_mnist
 from digits.paths import SAVED_MODEL
-
-
-def load_classifier(path: Path):
-    """The SavedModel's serving function: uint8 (N, 28, 28) -> {"probabilities": (N, 10)}."""
-    if not (path / "saved_model.pb").is_file():
-        raise PipelineError(f"{path}: no SavedModel here (run `dvc repro` to train and export one)")
-    try:
-        return tf.saved_model.load(str(path)).signatures["serving_default"]
-    except Exception as error:
-        reason = (getattr(error, "message", None) or str(error) or type(error).__name__).splitlines()[0]
-        restore = (
-            "`dvc checkout models/saved_model` restores the committed one" if path == SAVED_MODEL else "export it again"
-        )
-        raise PipelineError(f"{path}: a damaged SavedModel ({type(error).__name__}: {reason}); {restore}") from None
 
 
 def main() -> None:
@@ -56,8 +43,8 @@ def main() -> None:
 
     # Classify the usable ones in one batch
     if usable:
-        serve = load_classifier(args.model)
-        probabilities = serve(images=tf.constant(np.stack([image for _, image in usable])))["probabilities"].numpy()
+        classify = load_classifier(args.model)
+        probabilities = classify(np.stack([image for _, image in usable]))
         for (index, _), row in zip(usable, probabilities):
             results[index].update(digit=int(row.argmax()), probability=round(float(row.max()), 6))
 

@@ -219,6 +219,32 @@ def prepared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory / "data" / "prepared"
 
 
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work directory with the default net trained by the stages for 3 epochs on 10k images and exported (~97 %
+    accurate): the model of the predict, serve and page tests. Only for tests marked slow (it runs stages).
+    """
+    workdir = tmp_path_factory.mktemp("trained")
+    write_params(workdir, small_params(data={"train_size": 10000}, model={"hidden": [256, 128]}, train={"epochs": 3}))
+    for stage in ("stages.prepare", "stages.train", "stages.export"):
+        result = run_stage(stage, workdir)
+        assert result.returncode == 0, result.stderr
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def slice_saved_model(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SavedModel of the 784-64-32-10 net fitted for 3 epochs on the prepared slice (~90 % accurate), exported in
+    this process: a real model for the quick loop's server tests, in seconds.
+    """
+    from digits.export import export_saved_model
+
+    trainer, _ = fit_on_slice(prepared_dir)
+    path = tmp_path_factory.mktemp("slice_model") / "saved_model"
+    export_saved_model(trainer.model, path, scale=default_params()["data"]["scale"])
+    return path
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A function mounting a tmpfs of ``size`` bytes on a directory (read-only if asked): a real full or

@@ -6,13 +6,12 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import RAW_MNIST, run_stage, small_params, write_params
+from conftest import RAW_MNIST, run_stage, small_params
 from digits.data import scale_pixels
 from digits.idx import load_raw_dataset
 from digits.metrics import softmax
@@ -21,17 +20,6 @@ from digits.model import load_weights
 pytestmark = pytest.mark.slow  # runs stages or other processes: see pytest.ini
 
 COUNT = 30
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A work directory with the default net trained for 3 epochs on 10k images (~97% accurate)."""
-    workdir = tmp_path_factory.mktemp("trained")
-    write_params(workdir, small_params(data={"train_size": 10000}, model={"hidden": [256, 128]}, train={"epochs": 3}))
-    for stage in ("stages.prepare", "stages.train", "stages.export"):
-        result = run_stage(stage, workdir)
-        assert result.returncode == 0, result.stderr
-    return workdir
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +44,11 @@ def _write_pictures(directory, images):
     return paths
 
 
-def test_predict_reads_digits_in_both_polarities_and_any_size(trained, digits_test, tmp_path):
+def test_predict_reads_digits_in_both_polarities_and_any_size(trained_workdir, digits_test, tmp_path):
     images, labels = digits_test
     paths = _write_pictures(tmp_path, images)
     result = run_stage(
-        "stages.predict", trained, "--json", *map(str, paths), str(paths[0])
+        "stages.predict", trained_workdir, "--json", *map(str, paths), str(paths[0])
     )  # a repeated picture is answered again
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
@@ -72,13 +60,13 @@ def test_predict_reads_digits_in_both_polarities_and_any_size(trained, digits_te
     assert all(0.1 <= a["probability"] <= 1.0 for a in answers)
 
 
-def test_bad_images_get_clear_errors_while_the_others_are_answered(trained, digits_test, tmp_path):
+def test_bad_images_get_clear_errors_while_the_others_are_answered(trained_workdir, digits_test, tmp_path):
     good = _write_pictures(tmp_path, digits_test[0][:1])[0]
     Image.new("L", (64, 64), 250).save(tmp_path / "blank.png")
     (tmp_path / "notes.png").write_text("not an image")
     result = run_stage(
         "stages.predict",
-        trained,
+        trained_workdir,
         str(good),
         str(tmp_path / "blank.png"),
         str(tmp_path / "notes.png"),
@@ -100,7 +88,7 @@ def _sevens(digits_test):
     return [image for image, label in zip(images, labels) if label == 7][:3]
 
 
-def test_sixteen_bit_and_transparent_pictures_are_read_as_drawn(trained, digits_test, tmp_path):
+def test_sixteen_bit_and_transparent_pictures_are_read_as_drawn(trained_workdir, digits_test, tmp_path):
     """16-bit grey levels are scaled, not clipped; on a transparent background the opaque strokes are the ink, whatever
     their colour.
     """
@@ -119,13 +107,13 @@ def test_sixteen_bit_and_transparent_pictures_are_read_as_drawn(trained, digits_
             tmp_path / f"{i}_black_on_transparent.png",
         ]
     assert Image.open(paths[0]).mode == "I;16"
-    result = run_stage("stages.predict", trained, "--json", *map(str, paths))
+    result = run_stage("stages.predict", trained_workdir, "--json", *map(str, paths))
     assert result.returncode == 0, result.stderr
     answers = {json.loads(line)["image"]: json.loads(line) for line in result.stdout.splitlines()}
     assert all(answer["digit"] == 7 and answer["probability"] > 0.5 for answer in answers.values()), answers
 
 
-def test_each_picture_is_judged_on_its_own(trained, digits_test, tmp_path):
+def test_each_picture_is_judged_on_its_own(trained_workdir, digits_test, tmp_path):
     """A decompression bomb, a directory, a link loop and a link to nothing get their own error line; the good picture
     its
     answer.
@@ -137,7 +125,7 @@ def test_each_picture_is_judged_on_its_own(trained, digits_test, tmp_path):
     (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     names = ["bomb.png", "folder.png", "loop.png", "dangling.png"]
     assert (tmp_path / "bomb.png").stat().st_size < 100_000
-    result = run_stage("stages.predict", trained, *(str(tmp_path / name) for name in names), str(good))
+    result = run_stage("stages.predict", trained_workdir, *(str(tmp_path / name) for name in names), str(good))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert re.fullmatch(rf"{re.escape(str(good))}: \d \(probability [01]\.\d{{3}}\)\n", result.stdout), result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -150,11 +138,13 @@ def test_each_picture_is_judged_on_its_own(trained, digits_test, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncate saved_model.pb", "truncate the variables"])
-def test_a_damaged_saved_model_is_one_error_naming_it_and_how_to_get_it_back(trained, digits_test, tmp_path, damage):
+def test_a_damaged_saved_model_is_one_error_naming_it_and_how_to_get_it_back(
+    trained_workdir, digits_test, tmp_path, damage
+):
     import shutil
 
     model = tmp_path / "saved_model"
-    shutil.copytree(trained / "models/saved_model", model)
+    shutil.copytree(trained_workdir / "models/saved_model", model)
     target = (
         model / "saved_model.pb"
         if damage == "truncate saved_model.pb"
@@ -162,7 +152,7 @@ def test_a_damaged_saved_model_is_one_error_naming_it_and_how_to_get_it_back(tra
     )
     target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 3])
     good = _write_pictures(tmp_path, digits_test[0][:1])[0]
-    result = run_stage("stages.predict", trained, "--model", str(model), str(good))
+    result = run_stage("stages.predict", trained_workdir, "--model", str(model), str(good))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert (
@@ -172,7 +162,7 @@ def test_a_damaged_saved_model_is_one_error_naming_it_and_how_to_get_it_back(tra
     ), lines
 
 
-def test_saved_model_in_a_bare_process_matches_the_projects_forward_pass(trained, digits_test, tmp_path):
+def test_saved_model_in_a_bare_process_matches_the_projects_forward_pass(trained_workdir, digits_test, tmp_path):
     images = digits_test[0]
     np.save(tmp_path / "images.npy", images)
     script = (
@@ -187,7 +177,7 @@ def test_saved_model_in_a_bare_process_matches_the_projects_forward_pass(trained
             sys.executable,
             "-c",
             script,
-            str(trained / "models/saved_model"),
+            str(trained_workdir / "models/saved_model"),
             str(tmp_path / "images.npy"),
             str(tmp_path / "p.npy"),
         ],
@@ -198,6 +188,6 @@ def test_saved_model_in_a_bare_process_matches_the_projects_forward_pass(trained
         timeout=120,
     )
     from_saved_model = np.load(tmp_path / "p.npy")
-    model = load_weights(trained / "models/weights.npz")
+    model = load_weights(trained_workdir / "models/weights.npz")
     ours = softmax(model(scale_pixels(images, scale=small_params()["data"]["scale"])).numpy())
     np.testing.assert_allclose(from_saved_model, ours, atol=1e-6)
