@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -36,6 +37,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from digits.distribute import split_cpu
 
     split_cpu(2)
+    # A shell that starts a command in the background (`make test &`, nohup) sets it to ignore SIGINT, every process
+    # it starts inherits that, and a Python started ignoring SIGINT never raises KeyboardInterrupt: the Ctrl-C tests
+    # would see their stages carry on. A handler (unlike SIG_IGN) is reset to the default in the stages it starts.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # The longest tests, started first (longest first) so that the two workers (pytest-xdist) finish together: the
