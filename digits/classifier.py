@@ -44,6 +44,11 @@ def load_classifier(path: Path) -> Classifier:
     return classify
 
 
+def reading(probabilities: np.ndarray) -> dict[str, object]:
+    """What the model reads in one image, as ``stages.predict --json`` prints it: the digit and its probability."""
+    return {"digit": int(probabilities.argmax()), "probability": round(float(probabilities.max()), 6)}
+
+
 def recorded_identity(root: Path = Path(".")) -> dict[str, object]:
     """What the pipeline recorded about the model in ``root``: the weights' md5 as dvc.lock has it, and the test
     accuracy of metrics/evaluate.json (None where a file is missing or does not say).

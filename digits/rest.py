@@ -25,6 +25,7 @@ import json
 
 import numpy as np
 
+from digits.classifier import reading
 from digits.images import ImageError, ImageTooLarge, decode_grayscale, to_mnist
 from digits.mnist import IMAGE_SIDE, NUM_CLASSES
 
@@ -132,7 +133,7 @@ def check_instance(instance: object, index: int) -> None:
             400, f"instance {index}: shape {list(array.shape)}; each instance is 28 rows of 28 grey levels"
         )
     if array.dtype.kind not in "iuf":
-        held = {"U": "text", "b": "true or false"}.get(array.dtype.kind, "values that are not numbers")
+        held = "text" if array.dtype.kind == "U" else "values that are not numbers"
         raise RequestError(400, f"instance {index}: holds {held}; grey levels are numbers 0-255")
 
 
@@ -158,8 +159,7 @@ def parse_picture(body: bytes, content_type: str) -> np.ndarray:
 def picture_response(image: np.ndarray, probabilities: np.ndarray) -> dict:
     """What ``stages.predict --json`` says of a picture, with every probability and the image the network saw."""
     return {
-        "digit": int(probabilities.argmax()),
-        "probability": round(float(probabilities.max()), 6),
+        **reading(probabilities),
         "probabilities": [round(float(p), 6) for p in probabilities],
         "preprocessed": image.tolist(),
     }

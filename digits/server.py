@@ -95,8 +95,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.body_read = False
         self.answer(self.route_post)
 
-    def route_get(self) -> tuple[int, object]:
-        path = self.path.split("?", 1)[0]
+    def route_get(self, path: str) -> tuple[int, object]:
         if path in self.server.page:
             return HTTPStatus.OK, self.server.page[path]
         if path == MODEL_PATH:
@@ -107,8 +106,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes POST")
         raise RequestError(HTTPStatus.NOT_FOUND, f"no {path} here; the page is at / and the model at {MODEL_PATH}")
 
-    def route_post(self) -> tuple[int, object]:
-        path = self.path.split("?", 1)[0]
+    def route_post(self, path: str) -> tuple[int, object]:
         if path == PREDICT_PATH:
             images = parse_predict_request(self.read_body())
             return HTTPStatus.OK, predict_response(self.server.classify(images))
@@ -117,7 +115,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             with self.server.pictures:
                 image = parse_picture(body, self.headers.get("Content-Type", ""))
             return HTTPStatus.OK, picture_response(image, self.server.classify(image[np.newaxis])[0])
-        if path.startswith(f"{MODEL_PATH}:") or path.startswith("/v1/models/"):
+        if path.startswith("/v1/models/"):
             raise RequestError(
                 HTTPStatus.NOT_FOUND, f"no {path}; POST {PREDICT_PATH} (TF Serving's row format) or {PICTURE_PATH}"
             )
@@ -129,24 +127,26 @@ class RequestHandler(BaseHTTPRequestHandler):
         """The request's body, refused unread when it says it is larger than MAX_BODY_BYTES."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not read; send a Content-Length")
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        header = self.headers.get("Content-Length", "")
+        if not header.isdigit():
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a POST needs a Content-Length header")
-        if int(length) > MAX_BODY_BYTES:
+        length = int(header)
+        if length > MAX_BODY_BYTES:
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"a body of {int(length):,} bytes; at most {MAX_BODY_BYTES:,} ({MAX_BODY_BYTES // 2**20} MiB)",
+                f"a body of {length:,} bytes; at most {MAX_BODY_BYTES:,} ({MAX_BODY_BYTES // 2**20} MiB)",
             )
-        body = self.rfile.read(int(length))
+        body = self.rfile.read(length)
         self.body_read = True
-        if len(body) < int(length):
+        if len(body) < length:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
         return body
 
-    def answer(self, route: Callable[[], tuple[int, object]]) -> None:
-        """Run ``route`` and send what it returns: page bytes, or JSON; a RequestError or a bug as JSON errors."""
+    def answer(self, route: Callable[[str], tuple[int, object]]) -> None:
+        """Run ``route`` on the path (without its query) and send what it returns: page bytes, or JSON; a RequestError
+        or a bug as JSON errors."""
         try:
-            status, content = route()
+            status, content = route(self.path.split("?", 1)[0])
         except RequestError as error:
             status, content = error.status, {"error": error.message}
         except Exception as error:  # a bug, not the client's fault: say so, keep serving
@@ -155,10 +155,21 @@ class RequestHandler(BaseHTTPRequestHandler):
         if self.command == "POST" and not self.body_read:
             self.close_connection = True  # the body is still in the stream: the connection cannot carry another request
         if isinstance(content, tuple):
-            body, kind = content
+            self.send(status, *content)
         else:
-            body, kind = json.dumps(content).encode(), "application/json"
-        self.send_response(status)
+            self.send(status, json.dumps(content).encode(), "application/json")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, an unknown method) as JSON too, closing the
+        connection."""
+        if self.request_version == "HTTP/0.9":  # a request line it could not read: answer with a status line anyway
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        self.send(code, json.dumps({"error": message or HTTPStatus(code).phrase}).encode(), "application/json", message)
+
+    def send(self, status: int, body: bytes, kind: str, reason: str | None = None) -> None:
+        """One answer: status line, headers, and the body (none to a HEAD request, which only send_error answers)."""
+        self.send_response(status, reason)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -168,20 +179,6 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (a malformed request line, an unknown method) as JSON too."""
-        body = json.dumps({"error": message or HTTPStatus(code).phrase}).encode()
-        if self.request_version == "HTTP/0.9":  # a request line it could not read: answer with a status line anyway
-            self.request_version = "HTTP/1.0"
-        self.close_connection = True
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:

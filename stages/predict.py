@@ -19,7 +19,7 @@ from digits.runtime import tf  # noqa: F401 - before any other TensorFlow import
 
 import numpy as np
 
-from digits.classifier import load_classifier
+from digits.classifier import load_classifier, reading
 from digits.errors import PipelineError, run_main
 from digits.images import load_grayscale, to_mnist
 from digits.paths import SAVED_MODEL
@@ -46,7 +46,7 @@ def main() -> None:
         classify = load_classifier(args.model)
         probabilities = classify(np.stack([image for _, image in usable]))
         for (index, _), row in zip(usable, probabilities):
-            results[index].update(digit=int(row.argmax()), probability=round(float(row.max()), 6))
+            results[index].update(reading(row))
 
     # Report
     for result in results:

@@ -44,7 +44,14 @@ def main() -> None:
     identity["saved_model"] = str(args.model)
 
     # Serve until Ctrl-C
-    server = listen(args.host, args.port, classify=classify, identity=identity, args=args)
+    server = listen(
+        args.host,
+        args.port,
+        classify=classify,
+        identity=identity,
+        batching=not args.no_batching,
+        access_log=args.access_log,
+    )
     host, port = server.server_address[:2]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"serve: listening on {args.host}: anyone who can reach this machine can use the model", file=sys.stderr)
@@ -57,18 +64,12 @@ def main() -> None:
         server.server_close()
 
 
-def listen(host: str, port: int, *, classify, identity: dict, args: argparse.Namespace) -> DigitServer:
-    """The server bound to ``host:port``, or a PipelineError saying why it cannot be."""
+def listen(host: str, port: int, **options: object) -> DigitServer:
+    """The server bound to ``host:port`` (``options``: DigitServer's), or a PipelineError saying why it cannot be."""
     if not 0 <= port <= 65535:
         raise PipelineError(f"--port {port}: a port is 0-65535 (0 picks a free one)")
     try:
-        return DigitServer(
-            (host, port),
-            classify=classify,
-            identity=identity,
-            batching=not args.no_batching,
-            access_log=args.access_log,
-        )
+        return DigitServer((host, port), **options)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise PipelineError(f"port {port} on {host} is in use (another server?); --port picks another") from None

@@ -70,14 +70,19 @@ def clear(page) -> None:
     page.wait_for(ANSWERED)
 
 
+def seen_image(page) -> np.ndarray:
+    """The 28 x 28 image the page shows as the network's input (its red channel: the page draws grey)."""
+    seen = page.evaluate("[...document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data]")
+    return np.array(seen, np.uint8).reshape(28, 28, 4)[..., 0]
+
+
 def shown(page) -> tuple[str, np.ndarray, np.ndarray]:
     """The digit the page shows, the 28 x 28 image it shows, and what digits/images.py makes of its square."""
     page.wait_for(ANSWERED)
     digit = page.evaluate("document.getElementById('digit').textContent")
-    seen = page.evaluate("[...document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data]")
     square = base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",")[1])
     mnist = to_mnist(decode_grayscale(io.BytesIO(square), name="the square"))
-    return digit, np.array(seen, np.uint8).reshape(28, 28, 4)[..., 0], mnist
+    return digit, seen_image(page), mnist
 
 
 def test_the_page_loads_from_the_server_alone_and_names_the_model(page):
@@ -129,12 +134,8 @@ def test_a_chosen_picture_file_is_read_as_stages_predict_reads_it(page, traced_d
     document = page.send("DOM.getDocument")["root"]["nodeId"]
     chooser = page.send("DOM.querySelector", {"nodeId": document, "selector": "#file"})["nodeId"]
     page.send("DOM.setFileInputFiles", {"nodeId": chooser, "files": [str(tmp_path / "photo.jpg")]})
-    page.wait_for(
-        "document.body.dataset.answered === document.getElementById('pad').dataset.version"
-        " && document.getElementById('digit').textContent !== '–'"
-    )
+    page.wait_for(f"{ANSWERED} && document.getElementById('digit').textContent !== '–'")
     assert page.evaluate("document.getElementById('digit').textContent") == str(label)
-    seen = page.evaluate("[...document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data]")
     with open(tmp_path / "photo.jpg", "rb") as file:
         expected = to_mnist(decode_grayscale(file, name="photo.jpg"))
-    assert np.array_equal(np.array(seen, np.uint8).reshape(28, 28, 4)[..., 0], expected)
+    assert np.array_equal(seen_image(page), expected)
