@@ -33,6 +33,8 @@ from digits.mnist import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
 
+BORDER = 2  # pixels of background around an image being resampled: room for a clamped corner's neighbours
+
 
 def is_identity(settings: AugmentParams) -> bool:
     """True when every strength is zero: training skips augmentation altogether."""
@@ -65,6 +67,7 @@ def augment(
             sigma=settings.elastic_sigma,
         )
         x, y = x + dx, y + dy
+    x, y = materialised(x), materialised(y)
     return bilinear_resample(tf.reshape(images, [count, IMAGE_SIDE, IMAGE_SIDE]), x=x, y=y, background=background)
 
 
@@ -140,27 +143,49 @@ def elastic_displacement(noise: tf.Tensor, *, alpha: float, sigma: float) -> tup
 def bilinear_resample(images: tf.Tensor, *, x: tf.Tensor, y: tf.Tensor, background: float) -> tf.Tensor:
     """Sample (N, 28, 28) images at positions (x, y), bilinearly, with ``background`` outside; flattened (N, 784).
 
-    The images get a one-pixel border of background and positions are clamped
-    into it, so samples off the image fade to the background. At integer
-    positions the weights are exactly 1, 0, 0, 0 and a pixel comes back unchanged.
+    The images get a two-pixel border of background and each position's top
+    left neighbour is clamped into it, so samples off the image fade to the
+    background. One gather fetches all four neighbours of every position: XLA
+    would fuse four separate gathers each with the whole computation of the
+    positions, and compute those four times. At integer positions the weights
+    are exactly 1, 0, 0, 0 and a pixel comes back unchanged.
     """
-    count, padded_side = tf.shape(images)[0], IMAGE_SIDE + 2
+    count, padded_side = tf.shape(images)[0], IMAGE_SIDE + 2 * BORDER
     padded = tf.reshape(
-        tf.pad(images, [[0, 0], [1, 1], [1, 1]], constant_values=background), [count, padded_side * padded_side]
+        tf.pad(images, [[0, 0], [BORDER, BORDER], [BORDER, BORDER]], constant_values=background),
+        [count, padded_side * padded_side],
     )
+    x, y = tf.reshape(x, [count, -1]), tf.reshape(y, [count, -1])
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = x - x0, y - y0
-
-    def at(column: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
-        column = tf.cast(tf.clip_by_value(column, -1.0, IMAGE_SIDE), tf.int32) + 1
-        row = tf.cast(tf.clip_by_value(row, -1.0, IMAGE_SIDE), tf.int32) + 1
-        flat = tf.reshape(row * padded_side + column, [count, IMAGE_SIDE * IMAGE_SIDE])
-        return tf.gather(padded, flat, batch_dims=1)
-
-    fx, fy = tf.reshape(fx, [count, -1]), tf.reshape(fy, [count, -1])
-    top = lerp(at(x0, y0), at(x0 + 1.0, y0), fx)
-    bottom = lerp(at(x0, y0 + 1.0), at(x0 + 1.0, y0 + 1.0), fx)
+    # Clamped to [-2, 28], the corner and its right and lower neighbours all lie in the padded image; a corner
+    # clamped from further out has only background around it, as it should.
+    column = tf.cast(tf.clip_by_value(x0, -BORDER, IMAGE_SIDE), tf.int32) + BORDER
+    row = tf.cast(tf.clip_by_value(y0, -BORDER, IMAGE_SIDE), tf.int32) + BORDER
+    corner = row * padded_side + column
+    neighbour_offsets = tf.stack([0, 1, padded_side, padded_side + 1])
+    neighbours = tf.gather(padded, corner[:, :, None] + neighbour_offsets, batch_dims=1)  # (N, 784, 4)
+    top_left, top_right, bottom_left, bottom_right = tf.unstack(neighbours, axis=2)
+    top = lerp(top_left, top_right, fx)
+    bottom = lerp(bottom_left, bottom_right, fx)
     return lerp(top, bottom, fy)
+
+
+def materialised(tensor: tf.Tensor) -> tf.Tensor:
+    """``tensor``, bit for bit, computed once and stored: without this XLA computes it again wherever it is used.
+
+    XLA fuses cheap elementwise work into every consumer. The sampling
+    positions, each image's random draws included (an integer hash), were
+    computed again for each of the four neighbours a pixel gathers and in
+    each of the three loops that read the finished image: the gathers took a
+    quarter of an epoch of the best recipe (docs/speed.md). A division is the
+    one elementwise operation XLA will not copy into several consumers, so
+    the tensor is divided by one: by ``1 + 0 * tensor``, which XLA cannot
+    fold to a constant (0 * x is NaN for an infinite x) and which is exactly
+    1 for every finite value. Not an optimization barrier: XLA's CPU compiler
+    drops those before it fuses.
+    """
+    return tensor / (1.0 + 0.0 * tensor)
 
 
 def lerp(start: tf.Tensor, end: tf.Tensor, fraction: tf.Tensor) -> tf.Tensor:

@@ -65,6 +65,15 @@ def test_a_one_pixel_shift_moves_a_pixel_one_column_right_and_one_row_down():
     assert np.array_equal(np.argwhere(transform(one_pixel(5, 20), shift=tf.constant([[0.0, 1.0]]))), [[6, 20]])
 
 
+def test_positions_off_the_image_sample_the_background_and_edges_fade_into_it():
+    image = tf.ones([1, IMAGE_SIDE, IMAGE_SIDE])
+    for far in (-40.0, -28.5, 28.5, 1e6):  # every neighbour of every position outside, however far
+        assert np.all(transform(image, shift=tf.constant([[far, 0.0]])) == 0.0), far
+    half = transform(image, shift=tf.constant([[0.5, -0.5]]))  # the left column and bottom row half off
+    assert half[5, 0] == 0.5 and half[IMAGE_SIDE - 1, 5] == 0.5 and half[IMAGE_SIDE - 1, 0] == 0.25
+    assert half[5, 5] == 1.0
+
+
 def test_rotating_90_degrees_turns_the_image_counter_clockwise_about_its_centre():
     # (row 5, column 20) is up and right of the centre (13.5, 13.5); a quarter
     # turn counter-clockwise takes it up and left: column 13.5 - 8.5, row 13.5 - 6.5.

@@ -94,6 +94,29 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
     assert "custom-call" not in epoch + validation
 
 
+def test_the_epochs_bilinear_gather_reads_stored_positions_not_recomputed_ones(prepared_dir):
+    """The gather of each sampling position's four neighbours (digits.augment.bilinear_resample) gets its positions
+    from memory (digits.augment.materialised): before, XLA fused the positions' whole computation into the gather,
+    the per-image hash of the random draws included, and ran it for every neighbour of every pixel, a quarter of
+    the best recipe's epoch (docs/speed.md)."""
+    train = load_split("train", prepared_dir)
+    trainer, _ = make_trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
+    images, labels = trainer.resident_tensors(train)
+    epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(
+        stage="optimized_hlo"
+    )
+    computations = _computations(epoch)
+    neighbour_gathers = [
+        name
+        for name, lines in computations.items()
+        if any(_opcode(line) == "gather" and "slice_sizes={1,1}" in line for line in lines)
+    ]
+    assert len(neighbour_gathers) == 1, neighbour_gathers  # the four neighbours in one gather
+    hashing = [line for line in computations[neighbour_gathers[0]] if _opcode(line) in ("xor", "shift-right-logical")]
+    affine = [line for line in computations[neighbour_gathers[0]] if _opcode(line) == "multiply" and " = f32" in line]
+    assert not hashing and not affine, hashing + affine
+
+
 def _depth(dot: str, computation: list[str]) -> int:
     """The length of the sum a dot instruction runs: its left operand's contracted dimension (the operand's shape is
     on the line that defines it, in the same computation)."""
