@@ -29,6 +29,7 @@ import numpy as np
 
 from digits.fixed_math import sin_cos
 from digits.fixed_math import tan as fixed_tan
+from digits.fusion import materialised
 from digits.mnist import IMAGE_SIDE
 from digits.params import AugmentParams
 from digits.stateless import AFFINE_STREAM, ELASTIC_STREAM, uniform
@@ -169,23 +170,6 @@ def bilinear_resample(images: tf.Tensor, *, x: tf.Tensor, y: tf.Tensor, backgrou
     top = lerp(top_left, top_right, fx)
     bottom = lerp(bottom_left, bottom_right, fx)
     return lerp(top, bottom, fy)
-
-
-def materialised(tensor: tf.Tensor) -> tf.Tensor:
-    """``tensor``, bit for bit, computed once and stored: without this XLA computes it again wherever it is used.
-
-    XLA fuses cheap elementwise work into every consumer. The sampling
-    positions, each image's random draws included (an integer hash), were
-    computed again for each of the four neighbours a pixel gathers and in
-    each of the three loops that read the finished image: the gathers took a
-    quarter of an epoch of the best recipe (docs/speed.md). A division is the
-    one elementwise operation XLA will not copy into several consumers, so
-    the tensor is divided by one: by ``1 + 0 * tensor``, which XLA cannot
-    fold to a constant (0 * x is NaN for an infinite x) and which is exactly
-    1 for every finite value. Not an optimization barrier: XLA's CPU compiler
-    drops those before it fuses.
-    """
-    return tensor / (1.0 + 0.0 * tensor)
 
 
 def lerp(start: tf.Tensor, end: tf.Tensor, fraction: tf.Tensor) -> tf.Tensor:

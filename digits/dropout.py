@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from digits.runtime import tf
 
+from digits.fusion import materialised
 from digits.stateless import DROPOUT_STREAM, uniform
 
 
@@ -24,4 +25,6 @@ def dropout(
     if rate == 0:
         return inputs
     draws = uniform(seed=seed, stream=DROPOUT_STREAM + layer, epoch=epoch, indices=indices, count=int(inputs.shape[-1]))
+    # Stored once: the next layer's two product pieces, its weight gradient and the backward pass all read the mask.
+    draws = materialised(draws)
     return tf.where(draws >= rate, inputs * (1.0 / (1.0 - rate)), 0.0)

@@ -94,11 +94,14 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
     assert "custom-call" not in epoch + validation
 
 
-def test_the_epochs_bilinear_gather_reads_stored_positions_not_recomputed_ones(prepared_dir):
-    """The gather of each sampling position's four neighbours (digits.augment.bilinear_resample) gets its positions
-    from memory (digits.augment.materialised): before, XLA fused the positions' whole computation into the gather,
-    the per-image hash of the random draws included, and ran it for every neighbour of every pixel, a quarter of
-    the best recipe's epoch (docs/speed.md)."""
+def test_random_draws_and_sampling_positions_are_computed_once_not_in_every_loop_that_reads_them(prepared_dir):
+    """digits.fusion.materialised at work in the compiled epoch. The gather of each sampling position's four
+    neighbours (digits.augment) reads the positions from memory: before, XLA fused their whole computation into
+    the gather, the hash of the random draws included, and ran it for every neighbour of every pixel (a quarter of
+    the best recipe's epoch, docs/speed.md). And no loop that reads a dropout mask or a position (a slice for a
+    product piece, a transpose for a weight gradient, the backward pass) hashes it again: each hashing loop ends
+    in the division that stores its result (or is the elastic noise, which only its blurring matmul reads, a
+    per-image value, or a scalar key)."""
     train = load_split("train", prepared_dir)
     trainer, _ = make_trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
     images, labels = trainer.resident_tensors(train)
@@ -112,9 +115,18 @@ def test_the_epochs_bilinear_gather_reads_stored_positions_not_recomputed_ones(p
         if any(_opcode(line) == "gather" and "slice_sizes={1,1}" in line for line in lines)
     ]
     assert len(neighbour_gathers) == 1, neighbour_gathers  # the four neighbours in one gather
-    hashing = [line for line in computations[neighbour_gathers[0]] if _opcode(line) in ("xor", "shift-right-logical")]
-    affine = [line for line in computations[neighbour_gathers[0]] if _opcode(line) == "multiply" and " = f32" in line]
+    gather_loop = computations[neighbour_gathers[0]]
+    hashing = [line for line in gather_loop if _opcode(line) in ("xor", "shift-right-logical")]
+    affine = [line for line in gather_loop if _opcode(line) == "multiply" and " = f32" in line]
     assert not hashing and not affine, hashing + affine
+
+    hashing_roots = {
+        _opcode(next(line for line in lines if line.startswith("ROOT")))
+        for lines in computations.values()
+        if any(_opcode(line) == "xor" for line in lines)
+    }
+    assert "divide" in hashing_roots
+    assert hashing_roots <= {"divide", "remainder", "bitcast", "xor"}, hashing_roots
 
 
 def _depth(dot: str, computation: list[str]) -> int:

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from digits.runtime import tf
+
+import numpy as np
+
+from digits.fusion import materialised
+
+
+def test_materialised_gives_back_every_finite_value_bit_for_bit_compiled_and_eager():
+    values = np.array([0.0, -0.0, 2.0**-24, 1e-30, 13.5, -7e20, 3.4e38, np.pi], np.float32)
+    compiled = tf.function(materialised, jit_compile=True)
+    for result in (materialised(tf.constant(values)), compiled(tf.constant(values))):
+        assert np.array_equal(result.numpy().view(np.uint32), values.view(np.uint32))
+
+
+def test_xla_stores_a_materialised_value_once_for_all_its_readers():
+    """Three readers of a hash: without materialised XLA computes the hash in each reader's loop."""
+
+    def readers(store: bool) -> tf.types.experimental.PolymorphicFunction:
+        def read(seeds: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            hashed = tf.cast(tf.bitwise.bitwise_xor(seeds, tf.bitwise.right_shift(seeds, 7)), tf.float32)
+            hashed = materialised(hashed) if store else hashed
+            return hashed[:, :3] * 2.0, tf.transpose(hashed) + 1.0, tf.reduce_max(hashed, axis=1)
+
+        return tf.function(read, jit_compile=True)
+
+    seeds = tf.constant(np.arange(4 * 8, dtype=np.uint32).reshape(4, 8) * 2654435761)
+    for store, loops in ((False, 3), (True, 1)):
+        hlo = readers(store).experimental_get_compiler_ir(seeds)(stage="optimized_hlo")
+        computations = hlo.split("\n\n")
+        assert sum(" xor(" in computation for computation in computations) == loops, (store, hlo)
