@@ -156,7 +156,7 @@ def bilinear_resample(images: tf.Tensor, *, x: tf.Tensor, y: tf.Tensor, backgrou
         tf.pad(images, [[0, 0], [BORDER, BORDER], [BORDER, BORDER]], constant_values=background),
         [count, padded_side * padded_side],
     )
-    x, y = tf.reshape(x, [count, -1]), tf.reshape(y, [count, -1])
+    x, y = tf.reshape(x, [count, IMAGE_SIDE * IMAGE_SIDE]), tf.reshape(y, [count, IMAGE_SIDE * IMAGE_SIDE])
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = x - x0, y - y0
     # Clamped to [-2, 28], the corner and its right and lower neighbours all lie in the padded image; a corner
