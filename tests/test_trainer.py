@@ -59,18 +59,23 @@ def _library_computations(computations: dict[str, list[str]]) -> set[str]:
 YNNPACK_OPCODES = {"parameter", "dot", "add", "subtract", "multiply", "negate", "broadcast", "constant"}
 
 
-def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnpack(prepared_dir):
+@pytest.fixture(scope="module")
+def recipe_hlo(prepared_dir) -> dict[str, str]:
+    """The optimized HLO of one epoch and of validation of a trainer with every regularization and augmentation on."""
+    train = load_split("train", prepared_dir)
+    trainer, _ = make_trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
+    images, labels = trainer.resident_tensors(train)
+    epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))
+    validation = trainer._evaluate.experimental_get_compiler_ir(images, labels)
+    return {"epoch": epoch(stage="optimized_hlo"), "validation": validation(stage="optimized_hlo")}
+
+
+def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnpack(recipe_hlo):
     """Each dot of the epoch and of validation is inside a YNNPACK fusion, or a plain (rows x k) @ (k x cols) one
     for XLA's own GEMM: the two paths digits.runtime's flags choose, with the same bits on every CPU (any
     other dot goes to Eigen). And each YNNPACK fusion ends at its dot (digits.model.alone): no bias add,
     activation or optimizer update has been fused into YNNPACK after it, where it ran slowly or wrongly."""
-    train = load_split("train", prepared_dir)
-    trainer, _ = make_trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
-    images, labels = trainer.resident_tensors(train)
-    epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(
-        stage="optimized_hlo"
-    )
-    validation = trainer._evaluate.experimental_get_compiler_ir(images, labels)(stage="optimized_hlo")
+    epoch, validation = recipe_hlo["epoch"], recipe_hlo["validation"]
     dots_in_ynnpack, dots_elsewhere, depths = [], [], []
     for hlo in (epoch, validation):
         computations = _computations(hlo)
@@ -94,7 +99,7 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
     assert "custom-call" not in epoch + validation
 
 
-def test_random_draws_and_sampling_positions_are_computed_once_not_in_every_loop_that_reads_them(prepared_dir):
+def test_random_draws_and_sampling_positions_are_computed_once_not_in_every_loop_that_reads_them(recipe_hlo):
     """digits.fusion.materialised at work in the compiled epoch. The gather of each sampling position's four
     neighbours (digits.augment) reads the positions from memory: before, XLA fused their whole computation into
     the gather, the hash of the random draws included, and ran it for every neighbour of every pixel (a quarter of
@@ -102,13 +107,7 @@ def test_random_draws_and_sampling_positions_are_computed_once_not_in_every_loop
     product piece, a transpose for a weight gradient, the backward pass) hashes it again: each hashing loop ends
     in the division that stores its result (or is the elastic noise, which only its blurring matmul reads, a
     per-image value, or a scalar key)."""
-    train = load_split("train", prepared_dir)
-    trainer, _ = make_trainer(train, **RECIPE_TRAIN, augment_changes=RECIPE_AUGMENT)
-    images, labels = trainer.resident_tensors(train)
-    epoch = trainer._train_epoch.experimental_get_compiler_ir(images, labels, tf.range(len(train)), tf.constant(1))(
-        stage="optimized_hlo"
-    )
-    computations = _computations(epoch)
+    computations = _computations(recipe_hlo["epoch"])
     neighbour_gathers = [
         name
         for name, lines in computations.items()
