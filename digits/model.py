@@ -29,6 +29,7 @@ import numpy as np
 
 from digits.artifacts import ArraySpec, load_npz, npz_headers, save_npz
 from digits.errors import PipelineError
+from digits.fusion import materialised
 from digits.mnist import IMAGE_PIXELS, NUM_CLASSES
 from digits.params import ModelParams
 from digits.reductions import add_bias
@@ -74,18 +75,54 @@ def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool 
     SME included. The pieces are as even as multiples of 8 allow (784 is
     392 + 392, 1024 is 512 + 512); a short axis, or one whose length is
     known only at run time (a distributed batch's piece), is one matmul.
+
+    A transposed ``right`` cut in pieces (the 1024-1024 net's input gradient
+    through its 1024 x 1024 weight) is multiplied the other way round,
+    ``right_piece @ left_piece^T``, and the sum transposed once: YNNPACK
+    repacks a transposed right operand on every call, which made those two
+    products take twice as long as the other matmuls of the step. Both ways
+    sum the same terms in the same order (tests/test_model.py).
     """
     depth = left.shape[-1]
     if depth is None or depth <= MAX_PRODUCT_DEPTH:
         return alone(tf.matmul(left, right, transpose_b=transpose_right))
     pieces = math.ceil(depth / MAX_PRODUCT_DEPTH)
     size = 8 * math.ceil(depth / pieces / 8)  # the even share, rounded up to a multiple of 8
-    total = None
-    for start in range(0, depth, size):
-        right_piece = right[:, start : start + size] if transpose_right else right[start : start + size]
-        product = alone(tf.matmul(left[:, start : start + size], right_piece, transpose_b=transpose_right))
-        total = product if total is None else total + product
+    starts = range(0, depth, size)
+    if transpose_right:
+        transposed = [
+            alone(tf.matmul(right[:, start : start + size], left[:, start : start + size], transpose_b=True))
+            for start in starts
+        ]
+        return tf.transpose(materialised(added_in_order(transposed)))
+    if pieces * size == depth:
+        return added_in_order(batched_row_pieces(left, right, pieces=pieces))
+    return added_in_order(
+        [alone(tf.matmul(left[:, start : start + size], right[start : start + size])) for start in starts]
+    )
+
+
+def added_in_order(products: list[tf.Tensor]) -> tf.Tensor:
+    """The first product plus the second, plus the third, ...: one order, whatever the CPU."""
+    total = products[0]
+    for product in products[1:]:
+        total += product
     return total
+
+
+def batched_row_pieces(left: tf.Tensor, right: tf.Tensor, *, pieces: int) -> list[tf.Tensor]:
+    """The products ``left[:, piece] @ right[piece]`` over ``pieces`` equal pieces of the shared axis, as one batched
+    matmul.
+
+    Equal row blocks of a row-major ``right`` are a reshape of it, which XLA
+    does not copy, where a slice is copied: cutting the first layer's weights
+    into two blocks of 392 rows for the forward pass cost a copy of all of
+    them every step (4 % of the default net's epoch, docs/speed.md). YNNPACK
+    runs each piece of the batch as it runs that piece alone: the same bits.
+    """
+    left_pieces = tf.transpose(tf.reshape(left, [-1, pieces, left.shape[-1] // pieces]), [1, 0, 2])
+    products = alone(tf.matmul(left_pieces, tf.reshape(right, [pieces, -1, right.shape[-1]])))
+    return tf.unstack(products, num=pieces)
 
 
 def alone(product: tf.Tensor) -> tf.Tensor:

@@ -33,6 +33,7 @@ from digits.averaging import WeightAverage
 from digits.data import Split
 from digits.dropout import dropout
 from digits.errors import PipelineError
+from digits.fusion import materialised
 from digits.model import EVAL_BATCH, Mlp
 from digits.optimizers import Optimizer
 from digits.params import AugmentParams, TrainParams
@@ -166,12 +167,18 @@ class Trainer:
             images = augment(
                 images, settings=settings.augment, epoch=epoch, indices=indices, background=settings.background
             )
-        layer_input = None
-        if settings.dropout_input or settings.dropout_hidden:
+        dropping = settings.dropout_input or settings.dropout_hidden
 
-            def layer_input(inputs, layer):
+        def layer_input(inputs: tf.Tensor, layer: int) -> tf.Tensor:
+            if dropping:
                 rate = settings.dropout_input if layer == 0 else settings.dropout_hidden
-                return dropout(inputs, rate=rate, seed=settings.dropout_seed, epoch=epoch, indices=indices, layer=layer)
+                inputs = dropout(
+                    inputs, rate=rate, seed=settings.dropout_seed, epoch=epoch, indices=indices, layer=layer
+                )
+            # A hidden layer's input is stored once (digits.fusion): its matmul reads it, and its weight gradient reads
+            # it transposed. Left to itself XLA recomputed it inside that transpose from the previous matmul's pieces
+            # and bias, all read with a stride: a tenth of the 1024-1024 net's epoch (docs/speed.md).
+            return inputs if layer == 0 else materialised(inputs)
 
         logits = self.model(images, layer_input=layer_input)
         return logits, per_example_loss(self.loss, smooth_labels(labels, settings.label_smoothing), logits)

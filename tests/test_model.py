@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -127,16 +129,65 @@ def test_layer_input_transforms_what_enters_each_layer():
     assert np.array_equal(zeroed.numpy(), model(tf.zeros_like(images)).numpy())
 
 
-@pytest.mark.parametrize("depth, pieces", [(10, 1), (512, 1), (784, 2), (1024, 2), (1500, 3)])
+def product_pieces(hlo: str) -> list[int]:
+    """How many terms each matmul piece of an HLO module sums: one entry per dot, or per batch of a batched dot."""
+    pieces = []
+    for line in hlo.splitlines():
+        dot = re.search(r" dot\(f32\[([\d,]+)\].*lhs_contracting_dims=\{(\d)\}", line)
+        if dot:
+            shape = [int(size) for size in dot[1].split(",")]
+            batch = re.search(r"lhs_batch_dims=\{(\d)\}", line)
+            pieces += [shape[int(dot[2])]] * (shape[int(batch[1])] if batch else 1)
+    return pieces
+
+
+@pytest.mark.parametrize(
+    "depth, pieces", [(10, [10]), (512, [512]), (784, [392] * 2), (1024, [512] * 2), (1500, [504] * 2 + [492])]
+)
 def test_every_matmul_sums_at_most_512_terms_in_one_piece_and_the_pieces_add_up_to_the_product(depth, pieces):
     """SME kernels sum more than 512 terms in another order (digits.model.MAX_PRODUCT_DEPTH)."""
     rng = np.random.default_rng(depth)
     left, right = rng.standard_normal((4, depth)).astype(np.float32), rng.standard_normal((depth, 6)).astype(np.float32)
     compiled = tf.function(lambda a, b: matmul_in_parts(a, b), jit_compile=True)
-    hlo = compiled.experimental_get_compiler_ir(left, right)(stage="hlo")
-    assert hlo.count(" dot(") == pieces
+    assert product_pieces(compiled.experimental_get_compiler_ir(left, right)(stage="hlo")) == pieces
     np.testing.assert_allclose(compiled(left, right).numpy(), left.astype(np.float64) @ right, rtol=1e-4, atol=1e-4)
+    # The transposed form always slices; the plain one runs equal pieces as one batched matmul: the same bits.
     transposed = tf.function(lambda a, b: matmul_in_parts(a, b, transpose_right=True), jit_compile=True)
-    np.testing.assert_array_equal(
-        transposed(left, np.ascontiguousarray(right.T)).numpy(), compiled(left, right).numpy()
-    )
+    right_transposed = np.ascontiguousarray(right.T)
+    assert product_pieces(transposed.experimental_get_compiler_ir(left, right_transposed)(stage="hlo")) == pieces
+    np.testing.assert_array_equal(transposed(left, right_transposed).numpy(), compiled(left, right).numpy())
+
+
+@pytest.mark.parametrize("depth", [784, 1024])
+def test_equal_pieces_read_the_weight_in_place(depth):
+    """Equal row blocks of the right operand are a reshape of it; XLA copies a slice (docs/speed.md)."""
+    left, right = np.ones((4, depth), np.float32), np.ones((depth, 6), np.float32)
+    compiled = tf.function(lambda a, b: matmul_in_parts(a, b), jit_compile=True)
+    optimized = compiled.experimental_get_compiler_ir(left, right)(stage="optimized_hlo")
+    weight = re.search(rf"(%\S+) = f32\[{depth},6\]\S* parameter\(1\)", optimized)[1]
+    readers = [
+        line.split(" = ")[1].split("(")[0].split()[-1]
+        for line in optimized.splitlines()
+        if re.search(rf"{weight}[,)]", line)
+    ]
+    assert readers == ["bitcast"], readers
+
+
+def test_a_transposed_right_operand_in_pieces_is_multiplied_the_other_way_round_with_the_same_bits():
+    """The 1024-1024 net's input gradient through W1: right_piece @ left_piece^T, transposed, against the plain form."""
+    rng = np.random.default_rng(7)
+    upstream = rng.standard_normal((128, 1024)).astype(np.float32)
+    weight = (rng.standard_normal((1024, 1024)) * 0.05).astype(np.float32)
+
+    def plain(left, right):
+        pieces = [
+            tf.matmul(left[:, start : start + 512], right[:, start : start + 512], transpose_b=True)
+            for start in (0, 512)
+        ]
+        return pieces[0] + pieces[1]
+
+    swapped = tf.function(lambda a, b: matmul_in_parts(a, b, transpose_right=True), jit_compile=True)
+    hlo = swapped.experimental_get_compiler_ir(upstream, weight)(stage="hlo")
+    assert re.findall(r" dot\(f32\[(\d+),", hlo) == ["1024", "1024"]  # the weight's pieces are the left operands
+    expected = tf.function(plain, jit_compile=True)(upstream, weight).numpy()
+    np.testing.assert_array_equal(swapped(upstream, weight).numpy(), expected)
