@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+from hlo_text import product_pieces
 
 from digits.errors import PipelineError
 from digits.model import Mlp, build_model, load_weights, matmul_in_parts, save_weights
@@ -127,18 +128,6 @@ def test_layer_input_transforms_what_enters_each_layer():
     assert np.array_equal(logits.numpy(), model(images).numpy())
     zeroed = model(images, layer_input=lambda inputs, layer: inputs * 0.0 if layer == 0 else inputs)
     assert np.array_equal(zeroed.numpy(), model(tf.zeros_like(images)).numpy())
-
-
-def product_pieces(hlo: str) -> list[int]:
-    """How many terms each matmul piece of an HLO module sums: one entry per dot, or per batch of a batched dot."""
-    pieces = []
-    for line in hlo.splitlines():
-        dot = re.search(r" dot\(f32\[([\d,]+)\].*lhs_contracting_dims=\{(\d)\}", line)
-        if dot:
-            shape = [int(size) for size in dot[1].split(",")]
-            batch = re.search(r"lhs_batch_dims=\{(\d)\}", line)
-            pieces += [shape[int(dot[2])]] * (shape[int(batch[1])] if batch else 1)
-    return pieces
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+from hlo_text import computations, opcode
 
 from conftest import RECIPE_AUGMENT, RECIPE_TRAIN, make_trainer
 from digits.data import Split, load_split
@@ -25,23 +26,6 @@ def test_one_training_step_lowers_the_batch_loss(prepared_dir):
     first, _ = trainer.train_step(images, labels)
     second, _ = trainer.train_step(images, labels)
     assert float(second) < float(first)
-
-
-def _computations(hlo: str) -> dict[str, list[str]]:
-    """Each computation of an optimized HLO module (name -> its instruction lines)."""
-    computations, name = {}, ""
-    for line in hlo.splitlines():
-        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
-            name = line.split()[1] if line.startswith("ENTRY") else line.split()[0]
-            computations[name] = []
-        elif line.startswith("  ") and " = " in line:
-            computations[name].append(line.strip())
-    return computations
-
-
-def _opcode(instruction: str) -> str:
-    """'dot' for '%x = f32[2,3]{1,0} dot(%a, %b), ...'."""
-    return re.search(r" ([a-z][a-z0-9-]*)\(", instruction.split(" = ", 1)[1]).group(1)
 
 
 def _library_computations(computations: dict[str, list[str]]) -> set[str]:
@@ -78,15 +62,15 @@ def test_every_matmul_runs_in_ynnpack_or_xlas_gemm_and_nothing_else_runs_in_ynnp
     epoch, validation = recipe_hlo["epoch"], recipe_hlo["validation"]
     dots_in_ynnpack, dots_elsewhere, depths = [], [], []
     for hlo in (epoch, validation):
-        computations = _computations(hlo)
-        library = _library_computations(computations)
-        for name, lines in computations.items():
+        by_name = computations(hlo)
+        library = _library_computations(by_name)
+        for name, lines in by_name.items():
             for line in lines:
-                opcode = _opcode(line)
+                kind = opcode(line)
                 if name in library:
-                    assert opcode in YNNPACK_OPCODES, line
-                    assert not line.startswith("ROOT") or opcode == "dot", line
-                if opcode == "dot":
+                    assert kind in YNNPACK_OPCODES, line
+                    assert not line.startswith("ROOT") or kind == "dot", line
+                if kind == "dot":
                     (dots_in_ynnpack if name in library else dots_elsewhere).append(line)
                     depths.append(_depth(line, lines))
     # each layer's 3 matmuls (the first layer's input gradient is unused; its forward product with k = 784 is one
@@ -107,22 +91,22 @@ def test_random_draws_and_sampling_positions_are_computed_once_not_in_every_loop
     product piece, a transpose for a weight gradient, the backward pass) hashes it again: each hashing loop ends
     in the division that stores its result (or is the elastic noise, which only its blurring matmul reads, a
     per-image value, or a scalar key)."""
-    computations = _computations(recipe_hlo["epoch"])
+    by_name = computations(recipe_hlo["epoch"])
     neighbour_gathers = [
         name
-        for name, lines in computations.items()
-        if any(_opcode(line) == "gather" and "slice_sizes={1,1}" in line for line in lines)
+        for name, lines in by_name.items()
+        if any(opcode(line) == "gather" and "slice_sizes={1,1}" in line for line in lines)
     ]
     assert len(neighbour_gathers) == 1, neighbour_gathers  # the four neighbours in one gather
-    gather_loop = computations[neighbour_gathers[0]]
-    hashing = [line for line in gather_loop if _opcode(line) in ("xor", "shift-right-logical")]
-    affine = [line for line in gather_loop if _opcode(line) == "multiply" and " = f32" in line]
+    gather_loop = by_name[neighbour_gathers[0]]
+    hashing = [line for line in gather_loop if opcode(line) in ("xor", "shift-right-logical")]
+    affine = [line for line in gather_loop if opcode(line) == "multiply" and " = f32" in line]
     assert not hashing and not affine, hashing + affine
 
     hashing_roots = {
-        _opcode(next(line for line in lines if line.startswith("ROOT")))
-        for lines in computations.values()
-        if any(_opcode(line) == "xor" for line in lines)
+        opcode(next(line for line in lines if line.startswith("ROOT")))
+        for lines in by_name.values()
+        if any(opcode(line) == "xor" for line in lines)
     }
     assert "divide" in hashing_roots
     assert hashing_roots <= {"divide", "remainder", "bitcast", "xor"}, hashing_roots
