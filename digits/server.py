@@ -168,7 +168,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.send(code, json.dumps({"error": message or HTTPStatus(code).phrase}).encode(), "application/json", message)
 
     def send(self, status: int, body: bytes, kind: str, reason: str | None = None) -> None:
-        """One answer: status line, headers, and the body (none to a HEAD request, which only send_error answers)."""
+        """One answer: status line, headers and body.
+
+        The body goes with every answer but one to HEAD: this server has no ``do_HEAD``, so a HEAD request gets
+        send_error's 501, whose headers still say the length of the JSON error it leaves out. No status it sends
+        is one that HTTP forbids a body (1xx, 204, 304): its routes answer 200, 4xx or 5xx, and http.server calls
+        send_error with 4xx and 5xx only.
+        """
         self.send_response(status, reason)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))

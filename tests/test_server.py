@@ -163,6 +163,15 @@ def test_malformed_http_is_a_json_error(server, raw_request, status, message, te
     assert predict(connect(server), test_set[0][:1])[0] == 200
 
 
+def test_a_head_request_gets_the_501_headers_and_no_body(server, test_set):
+    with socket.create_connection(server.server_address[:2], timeout=30) as raw:
+        raw.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, content = raw.makefile("rb").read().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501") and b"Content-Length: " in head, head
+    assert b"Content-Length: 0" not in head and content == b""
+    assert predict(connect(server), test_set[0][:1])[0] == 200
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
