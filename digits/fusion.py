@@ -3,7 +3,9 @@
 XLA fuses cheap elementwise work into every loop that reads it: a value
 read by three loops is computed three times, and inside a gather once per
 element gathered. For an integer hash (digits.stateless) or a sampling
-position that is most of the loop's work.
+position that is most of the loop's work; for a hidden layer's input, which
+its weight gradient reads transposed, it meant reading the previous
+product's pieces with a stride (digits.trainer, digits.model).
 """
 
 from __future__ import annotations

@@ -115,10 +115,10 @@ def batched_row_pieces(left: tf.Tensor, right: tf.Tensor, *, pieces: int) -> lis
     matmul.
 
     Equal row blocks of a row-major ``right`` are a reshape of it, which XLA
-    does not copy, where a slice is copied: cutting the first layer's weights
-    into two blocks of 392 rows for the forward pass cost a copy of all of
-    them every step (4 % of the default net's epoch, docs/speed.md). YNNPACK
-    runs each piece of the batch as it runs that piece alone: the same bits.
+    does not copy, where a slice is copied: cutting a weight into blocks of
+    rows for the forward pass cost a copy of all of it every step, 4 MiB for
+    the 1024-1024 net's W1 (docs/speed.md). YNNPACK runs each piece of the
+    batch as it runs that piece alone: the same bits.
     """
     left_pieces = tf.transpose(tf.reshape(left, [-1, pieces, left.shape[-1] // pieces]), [1, 0, 2])
     products = alone(tf.matmul(left_pieces, tf.reshape(right, [pieces, -1, right.shape[-1]])))
