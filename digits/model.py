@@ -70,9 +70,10 @@ def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool 
     """``left @ right`` (``right`` transposed if asked: YNNPACK takes that form) as a sum of products over consecutive
     pieces of the shared axis, none longer than MAX_PRODUCT_DEPTH.
 
-    Every piece is a matmul alone in its YNNPACK call, and the pieces are
-    added left to right by XLA: a product has the same bits on every CPU,
-    SME included. The pieces are as even as multiples of 8 allow (784 is
+    Every piece is a matmul of its own (equal pieces of a plain ``right``
+    as the batches of one batched matmul, ``batched_row_pieces``), alone in
+    its YNNPACK call, and the pieces are added left to right by XLA: a
+    product has the same bits on every CPU, SME included. The pieces are as even as multiples of 8 allow (784 is
     392 + 392, 1024 is 512 + 512); a short axis, or one whose length is
     known only at run time (a distributed batch's piece), is one matmul.
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from hlo_text import product_pieces
+from hlo_text import computations, opcode, product_pieces
 
 from digits.errors import PipelineError
 from digits.model import Mlp, build_model, load_weights, matmul_in_parts, save_weights
@@ -155,8 +155,9 @@ def test_equal_pieces_read_the_weight_in_place(depth):
     optimized = compiled.experimental_get_compiler_ir(left, right)(stage="optimized_hlo")
     weight = re.search(rf"(%\S+) = f32\[{depth},6\]\S* parameter\(1\)", optimized)[1]
     readers = [
-        line.split(" = ")[1].split("(")[0].split()[-1]
-        for line in optimized.splitlines()
+        opcode(line)
+        for lines in computations(optimized).values()
+        for line in lines
         if re.search(rf"{weight}[,)]", line)
     ]
     assert readers == ["bitcast"], readers
