@@ -13,6 +13,7 @@ from __future__ import annotations
 from digits.runtime import tf
 
 
+@tf.custom_gradient
 def materialised(tensor: tf.Tensor) -> tf.Tensor:
     """``tensor``, bit for bit, computed once and stored: XLA's loops that use it read it instead of recomputing it.
 
@@ -23,5 +24,10 @@ def materialised(tensor: tf.Tensor) -> tf.Tensor:
     every finite value. An optimization barrier would not do: XLA's CPU
     compiler drops those before it fuses. Measured: the best recipe's
     augmented epoch went from 7.35 s to 5.04 s (docs/speed.md).
+
+    Its gradient is the incoming gradient itself, which is what the
+    division's derivative gives for every finite value, without the two
+    divisions and three multiplications of that derivative in every
+    backward loop that passes through a stored hidden input.
     """
-    return tensor / (1.0 + 0.0 * tensor)
+    return tensor / (1.0 + 0.0 * tensor), lambda upstream: upstream

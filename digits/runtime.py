@@ -52,6 +52,12 @@ every CPU:
 - ``--xla_cpu_enable_platform_dependent_math=false``: no instruction whose
   result differs between CPU makers (approximate reciprocals, say).
 
+One flag is for speed only (it moves no bits):
+``--xla_cpu_copy_insertion_use_region_analysis=true`` lets XLA see that a
+weight's reads in a step all come before its in-place update, so it stops
+copying every hidden weight matrix at each step (4 MiB for the 1024-1024
+net's W1; tests/test_trainer.py).
+
 With each matmul alone in its YNNPACK call (digits.model.alone), an epoch
 takes about as long as with Eigen's matmuls (docs/speed.md;
 benchmarks/train_speed.py times both). ``DIGITS_SAME_BITS=0`` turns all of
@@ -79,6 +85,7 @@ SAME_BITS_XLA_FLAGS = {
     "--xla_backend_extra_options": f"xla_force_enable_experimental_llvm_ir_gemm,xla_llvm_ir_gemm_tile_size={GEMM_TILE}",
     "--xla_cpu_prefer_vector_width": "512",
     "--xla_cpu_enable_platform_dependent_math": "false",
+    "--xla_cpu_copy_insertion_use_region_analysis": "true",
 }
 FAST_XLA_FLAGS = {"--xla_cpu_multi_thread_eigen": "false"}
 # What TensorFlow prints while it starts that is not worth a user's attention.

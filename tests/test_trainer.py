@@ -112,6 +112,19 @@ def test_random_draws_and_sampling_positions_are_computed_once_not_in_every_loop
     assert hashing_roots <= {"divide", "remainder", "bitcast", "xor"}, hashing_roots
 
 
+def test_the_epoch_updates_the_weights_in_place_without_copying_them(recipe_hlo):
+    """digits.runtime's copy-insertion flag at work: without it XLA copied W1 and W2 (784-64-32-10) at every step,
+    because it could not tell that a weight's reads come before its update in place."""
+    weight_shapes = {"f32[784,64]", "f32[64,32]", "f32[32,10]"}
+    copies = [
+        line
+        for lines in computations(recipe_hlo["epoch"]).values()
+        for line in lines
+        if opcode(line) == "copy" and line.split(" = ")[1].split("{")[0] in weight_shapes
+    ]
+    assert not copies, copies
+
+
 def _depth(dot: str, computation: list[str]) -> int:
     """The length of the sum a dot instruction runs: its left operand's contracted dimension (the operand's shape is
     on the line that defines it, in the same computation)."""
