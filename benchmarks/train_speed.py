@@ -36,6 +36,9 @@ missing is left out, with a line saying so. The last lines are
 ``ratio_vs_keras_fit=``, ``ratio_vs_jax=``, ``ratio_vs_torch_compile=`` (this
 project's epoch over theirs, median of the per-round ratios) and
 ``fraction_of_limit=`` (the limit's epoch over this project's, median).
+Before them, how far each of these ratios moved from round to round (median,
+middle half, min-max): on a noisy machine, a median near 1.0 says little
+without it.
 
     python benchmarks/train_speed.py [--rounds 5] [--hidden 256 128] [--batch 128]
 """
@@ -210,6 +213,15 @@ def main() -> None:
     def median_ratio(numerator: list[float], denominator: list[float]) -> float:
         return statistics.median(a / b for a, b in zip(numerator, denominator))
 
+    def ratio_spread(label: str, numerator: list[float], denominator: list[float]) -> None:
+        """How far a ratio moved from round to round: on a noisy machine, whether 1.0 is inside that is the answer."""
+        ratios = sorted(a / b for a, b in zip(numerator, denominator))
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        print(
+            f"{label} per round: median {statistics.median(ratios):.3f}, middle half {low:.3f}-{high:.3f}, "
+            f"min-max {ratios[0]:.3f}-{ratios[-1]:.3f}"
+        )
+
     if PROJECT not in times:
         raise SystemExit(f"error: the ratios need {PROJECT!r}, which --skip left out")
     ours = times[PROJECT]
@@ -222,6 +234,13 @@ def main() -> None:
         print(f"this project / jax with the project's XLA flags: {median_ratio(ours, times[JAX_PROJECT_FLAGS]):.4f}")
     if PROJECT_CPU_SPECIFIC in times:
         print(f"same bits / CPU-specific (DIGITS_SAME_BITS=0): {median_ratio(ours, times[PROJECT_CPU_SPECIFIC]):.4f}")
+    for label, numerator, denominator in [
+        ("this project / jax", ours, times.get(JAX)),
+        ("this project / torch.compile", ours, times.get(TORCH_COMPILE)),
+        ("limit / this project", limit, ours),
+    ]:
+        if numerator and denominator:
+            ratio_spread(label, numerator, denominator)
     print(f"ratio_vs_keras_fit={ratio_keras:.4f}")
     print(f"ratio_vs_jax={ratio_jax:.4f}")
     print(f"ratio_vs_torch_compile={ratio_torch:.4f}")
