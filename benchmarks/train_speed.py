@@ -210,13 +210,16 @@ def main() -> None:
         median = statistics.median(times[name])
         print(f"{name:40s} {min(times[name]):7.3f} {median:7.3f} {max(times[name]):7.3f}  {gflop / median:8.1f}")
 
+    def per_round(numerator: list[float], denominator: list[float]) -> list[float]:
+        return [a / b for a, b in zip(numerator, denominator)]
+
     def median_ratio(numerator: list[float], denominator: list[float]) -> float:
-        return statistics.median(a / b for a, b in zip(numerator, denominator))
+        return statistics.median(per_round(numerator, denominator))
 
     def ratio_spread(label: str, numerator: list[float], denominator: list[float]) -> None:
         """How far a ratio moved from round to round: on a noisy machine, whether 1.0 is inside that is the answer."""
-        ratios = sorted(a / b for a, b in zip(numerator, denominator))
-        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        ratios = sorted(per_round(numerator, denominator))
+        low, _, high = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
         print(
             f"{label} per round: median {statistics.median(ratios):.3f}, middle half {low:.3f}-{high:.3f}, "
             f"min-max {ratios[0]:.3f}-{ratios[-1]:.3f}"
