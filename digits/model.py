@@ -44,6 +44,9 @@ EVAL_BATCH = 8192  # images per compiled forward pass when scoring a whole split
 # another order than every other CPU's kernels: measured under qemu-aarch64 -cpu max, products with
 # K <= 512 had x86-64's bits and every K from 513 up (784, the first layer's) did not.
 MAX_PRODUCT_DEPTH = 512
+# The most rows a weight gradient computes in one batch, and the widths it is batched at (weight_gradient).
+WEIGHT_GRADIENT_ROWS = 512
+BATCHED_GRADIENT_COLUMNS = range(64, 257)
 
 
 @tf.custom_gradient
@@ -57,13 +60,53 @@ def dense(inputs: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
     transpose back into the dot), so every matmul of a step is one that
     digits.runtime's flags send to YNNPACK, with the same bits everywhere.
     Each is cut along its sum into pieces of at most MAX_PRODUCT_DEPTH
-    (``matmul_in_parts``).
+    (``matmul_in_parts``); a tall weight gradient's rows are cut into
+    batches (``weight_gradient``).
     """
 
     def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return matmul_in_parts(upstream, weight, transpose_right=True), matmul_in_parts(tf.transpose(inputs), upstream)
+        return matmul_in_parts(upstream, weight, transpose_right=True), weight_gradient(inputs, upstream)
 
     return matmul_in_parts(inputs, weight), gradient
+
+
+def weight_gradient(inputs: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
+    """``inputs^T @ upstream``, a layer's weight gradient; a tall one (over WEIGHT_GRADIENT_ROWS rows, 64 to 256
+    columns) as equal batches of its rows in one batched matmul.
+
+    YNNPACK shares a product among the threads in tiles of rows, 256 of
+    them for the default net's first layer (784 x 256, summed over a batch
+    of 100 or 128): tiles of 256, 256, 256 and 16 rows, so on two threads
+    one computed 512 rows while the other computed 272. Two batches of 392
+    rows make tiles of 256 and 136 in each, 392 rows a thread: in a profile
+    that product went from 170 to 134 ms an epoch, and the epoch got 3-6 %
+    faster (docs/speed.md). A narrower product measured no faster this way,
+    and a wider one is cut into tiles of columns too, so that there are
+    tiles enough: batching the 1024-1024 net's weight gradients made its
+    epoch 8 % slower.
+
+    Every element sums the same terms in the same order either way: the
+    same bits (tests/test_model.py). The batches are the layer's inputs,
+    transposed once straight into that layout (the product needs them
+    transposed anyway; transposed, then reshaped, XLA copied them in a
+    slow loop), and the upstream gradient repeated for each batch. The
+    sum over the batch stays one piece of at most MAX_PRODUCT_DEPTH terms,
+    or the product is left to ``matmul_in_parts``.
+    """
+    rows, columns, depth = inputs.shape[-1], upstream.shape[-1], upstream.shape[0]
+    batches = math.ceil(rows / WEIGHT_GRADIENT_ROWS)
+    batched = (
+        batches > 1
+        and rows % batches == 0
+        and columns in BATCHED_GRADIENT_COLUMNS
+        and depth is not None
+        and depth <= MAX_PRODUCT_DEPTH
+    )
+    if not batched:
+        return matmul_in_parts(tf.transpose(inputs), upstream)
+    transposed_batches = tf.transpose(tf.reshape(inputs, [depth, batches, rows // batches]), [1, 2, 0])
+    repeated = tf.broadcast_to(upstream, [batches, depth, columns])
+    return tf.reshape(alone(tf.matmul(transposed_batches, repeated)), [rows, columns])
 
 
 def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool = False) -> tf.Tensor:

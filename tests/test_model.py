@@ -10,7 +10,7 @@ import tensorflow as tf
 from hlo_text import computations, opcode, product_pieces
 
 from digits.errors import PipelineError
-from digits.model import Mlp, build_model, load_weights, matmul_in_parts, save_weights
+from digits.model import Mlp, build_model, load_weights, matmul_in_parts, save_weights, weight_gradient
 from digits.params import load_params
 
 
@@ -181,3 +181,20 @@ def test_a_transposed_right_operand_in_pieces_is_multiplied_the_other_way_round_
     assert re.findall(r" dot\(f32\[(\d+),", hlo) == ["1024", "1024"]  # the weight's pieces are the left operands
     expected = tf.function(plain, jit_compile=True)(upstream, weight).numpy()
     np.testing.assert_array_equal(swapped(upstream, weight).numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "rows, columns, batches",
+    [(784, 256, 2), (784, 64, 2), (1500, 128, 3), (512, 256, 1), (784, 32, 1), (784, 1024, 1), (785, 256, 1)],
+)
+def test_a_tall_weight_gradient_runs_as_batches_of_its_rows_with_the_same_bits(rows, columns, batches):
+    """784 rows in YNNPACK's tiles of 256 left one of two threads 512 rows, the other 272 (digits.model)."""
+    rng = np.random.default_rng(rows + columns)
+    inputs = rng.standard_normal((100, rows)).astype(np.float32)
+    upstream = rng.standard_normal((100, columns)).astype(np.float32)
+    batched = tf.function(weight_gradient, jit_compile=True)
+    assert product_pieces(batched.experimental_get_compiler_ir(inputs, upstream)(stage="hlo")) == [100] * batches
+    one_product = tf.function(lambda a, b: matmul_in_parts(tf.transpose(a), b), jit_compile=True)
+    result = batched(inputs, upstream).numpy()
+    np.testing.assert_array_equal(result, one_product(inputs, upstream).numpy())
+    np.testing.assert_allclose(result, inputs.T.astype(np.float64) @ upstream, rtol=1e-4, atol=1e-4)
