@@ -79,7 +79,7 @@ def weight_gradient(inputs: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
     of 100 or 128): tiles of 256, 256, 256 and 16 rows, so on two threads
     one computed 512 rows while the other computed 272. Two batches of 392
     rows make tiles of 256 and 136 in each, 392 rows a thread: in a profile
-    that product went from 170 to 134 ms an epoch, and the epoch got 3-6 %
+    that product went from 171 to 134 ms an epoch, and the epoch got 4-6 %
     faster (docs/speed.md). A narrower product measured no faster this way,
     and a wider one is cut into tiles of columns too, so that there are
     tiles enough: batching the 1024-1024 net's weight gradients made its
