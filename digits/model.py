@@ -122,7 +122,7 @@ def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool 
 
     A transposed ``right`` cut in pieces (the 1024-1024 net's input gradient
     through its 1024 x 1024 weight) is multiplied the other way round,
-    ``right_piece @ left_piece^T``, and the sum transposed once: YNNPACK
+    ``right_piece @ left_piece^T``, and the sum transposed once (``transposed_in_halves``): YNNPACK
     repacks a transposed right operand on every call, which made those two
     products take twice as long as the other matmuls of the step. Both ways
     sum the same terms in the same order (tests/test_model.py).
@@ -138,12 +138,30 @@ def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool 
             alone(tf.matmul(right[:, start : start + size], left[:, start : start + size], transpose_b=True))
             for start in starts
         ]
-        return tf.transpose(materialised(added_in_order(transposed)))
+        return transposed_in_halves(materialised(added_in_order(transposed)))
     if pieces * size == depth:
         return added_in_order(batched_row_pieces(left, right, pieces=pieces))
     return added_in_order(
         [alone(tf.matmul(left[:, start : start + size], right[start : start + size])) for start in starts]
     )
+
+
+def transposed_in_halves(matrix: tf.Tensor) -> tf.Tensor:
+    """``matrix^T``, as the transposes of its two halves of rows joined side by side: a stored result that the
+    next loop reads in order.
+
+    XLA fuses a transpose into the loop that reads it. The ReLU gradient
+    applied to the 1024-1024 net's input gradient through W1 (a 1024 x 128
+    sum, transposed) then read that sum column by column, dividing and
+    testing for NaN in the same loop: 121 ms an epoch. XLA's CPU compiler
+    never fuses a concatenation along a minor axis of 128 or more, neither
+    into its reader nor its operands into it (``cpu_instruction_fusion.cc``:
+    "Concatenate fusion is inefficient"), so here each half is transposed in
+    a loop of its own and the ReLU gradient reads the joined result in
+    order: 61 ms in all (docs/speed.md). Only values move: the same bits.
+    """
+    half = matrix.shape[0] // 2
+    return tf.concat([tf.transpose(matrix[:half]), tf.transpose(matrix[half:])], axis=1)
 
 
 def added_in_order(products: list[tf.Tensor]) -> tf.Tensor:
