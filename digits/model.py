@@ -153,12 +153,12 @@ def transposed_in_halves(matrix: tf.Tensor) -> tf.Tensor:
     XLA fuses a transpose into the loop that reads it. The ReLU gradient
     applied to the 1024-1024 net's input gradient through W1 (a 1024 x 128
     sum, transposed) then read that sum column by column, dividing and
-    testing for NaN in the same loop: 121 ms an epoch. XLA's CPU compiler
+    testing for NaN in the same loop: 166-185 ms an epoch. XLA's CPU compiler
     never fuses a concatenation along a minor axis of 128 or more, neither
     into its reader nor its operands into it (``cpu_instruction_fusion.cc``:
     "Concatenate fusion is inefficient"), so here each half is transposed in
     a loop of its own and the ReLU gradient reads the joined result in
-    order: 61 ms in all (docs/speed.md). Only values move: the same bits.
+    order: 85-101 ms in all (docs/speed.md). Only values move: the same bits.
     """
     half = matrix.shape[0] // 2
     return tf.concat([tf.transpose(matrix[:half]), tf.transpose(matrix[half:])], axis=1)
