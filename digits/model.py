@@ -122,10 +122,11 @@ def matmul_in_parts(left: tf.Tensor, right: tf.Tensor, *, transpose_right: bool 
 
     A transposed ``right`` cut in pieces (the 1024-1024 net's input gradient
     through its 1024 x 1024 weight) is multiplied the other way round,
-    ``right_piece @ left_piece^T``, and the sum transposed once (``transposed_in_halves``): YNNPACK
-    repacks a transposed right operand on every call, which made those two
-    products take twice as long as the other matmuls of the step. Both ways
-    sum the same terms in the same order (tests/test_model.py).
+    ``right_piece @ left_piece^T``, and only the sum is transposed back
+    (``transposed_in_halves``): YNNPACK repacks a transposed right operand
+    on every call, which made those two products take twice as long as the
+    other matmuls of the step. Both ways sum the same terms in the same
+    order (tests/test_model.py).
     """
     depth = left.shape[-1]
     if depth is None or depth <= MAX_PRODUCT_DEPTH:
